@@ -1,0 +1,21 @@
+var builder = DistributedApplication.CreateBuilder(args);
+
+// Secrets: the HS256 key that signs user tokens. Locally its default comes from appsettings.json
+// (the same value `npm run token` uses); in production it is a wrangler secret.
+var authSecret = builder.AddParameter("auth-secret", secret: true);
+
+// Services
+var uploadService = builder.AddProject<Projects.UploadService>("upload-service")
+    .WithEnvironment("Storage__Root", builder.LocalDataPath("uploads"))
+    .WithHttpHealthCheck("/health");
+
+// Edge: the Worker and its per-user Durable Objects under `wrangler dev`, forwarding to the upload service
+builder.AddWorker("worker")
+    .WithHttpEndpoint(port: builder.WorkerPort(), env: "PORT")
+    .WithHttpHealthCheck("/health")
+    .WithEnvironment("AUTH_SECRET", authSecret)
+    .WithEnvironment("CONTAINER_ORIGIN", uploadService.GetEndpoint("http"))
+    .WithOtlpExporter(OtlpProtocol.HttpJson)
+    .WaitFor(uploadService);
+
+builder.Build().Run();

@@ -1,0 +1,54 @@
+using System.Buffers;
+using System.Security.Cryptography;
+
+namespace UploadService.Storage;
+
+/// <summary>The one copy loop stores use: bounded chunks, incremental SHA-256, size limit.</summary>
+public static class HashingCopy
+{
+    /// <summary>Just below the large-object-heap threshold (85,000 bytes), as tusdotnet does.</summary>
+    public const int BufferSize = 84 * 1024;
+
+    public static async Task<(long Length, string Sha256)> CopyAsync(
+        Stream source, Stream destination, long maxBytes, CancellationToken cancellationToken)
+    {
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        var buffer = ArrayPool<byte>.Shared.Rent(BufferSize);
+        try
+        {
+            long total = 0;
+            while (true)
+            {
+                int read;
+                try
+                {
+                    read = await source.ReadAsync(buffer.AsMemory(0, BufferSize), cancellationToken);
+                }
+                catch (Exception ex) when (ex is not OperationCanceledException)
+                {
+                    throw new UploadContentException(ex);
+                }
+
+                if (read == 0)
+                {
+                    break;
+                }
+
+                total += read;
+                if (total > maxBytes)
+                {
+                    throw new FileTooLargeException(maxBytes);
+                }
+
+                hash.AppendData(buffer, 0, read);
+                await destination.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
+            }
+
+            return (total, Convert.ToHexStringLower(hash.GetHashAndReset()));
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+}

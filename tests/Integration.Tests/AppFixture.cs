@@ -1,0 +1,102 @@
+using System.Net;
+using System.Net.Sockets;
+using Aspire.Hosting;
+using Aspire.Hosting.ApplicationModel;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace Integration.Tests;
+
+/// <summary>
+/// Starts the real AppHost once for all integration tests: the upload service on Kestrel, `wrangler dev`
+/// (workerd running the Worker and the UserAppContainer Durable Object) and the Aspire dashboard, which
+/// receives the telemetry of both. Files go to a temporary folder that is removed afterwards.
+/// </summary>
+public sealed class AppFixture : IAsyncLifetime
+{
+    public static readonly TimeSpan StartTimeout = TimeSpan.FromMinutes(4);
+
+    /// <summary>The heap limit the upload service runs under: memory must not grow with file size.</summary>
+    public const string UploadServiceHeapHardLimit = "0x8000000"; // 128 MiB
+
+    public string AuthSecret { get; } = $"integration-tests-{Guid.NewGuid():N}-{Guid.NewGuid():N}";
+    public string DashboardApiKey { get; } = Guid.NewGuid().ToString("N");
+    public string DataRoot { get; } = Path.Combine(Path.GetTempPath(), $"upload-it-{Guid.NewGuid():N}");
+    public string UploadsRoot => Path.Combine(DataRoot, "uploads");
+
+    public DistributedApplication App { get; private set; } = null!;
+    public Uri WorkerUrl { get; private set; } = null!;
+    public Uri UploadServiceUrl { get; private set; } = null!;
+    public Uri DashboardUrl { get; private set; } = null!;
+
+    public async Task InitializeAsync()
+    {
+        using var cts = new CancellationTokenSource(StartTimeout);
+        var dashboardUrl = $"http://127.0.0.1:{FreePort()}";
+
+        var appHost = await DistributedApplicationTestingBuilder.CreateAsync<Projects.AppHost>(
+            [
+                $"--LocalData:Root={DataRoot}",
+                $"--Parameters:auth-secret={AuthSecret}",
+                $"--AppHost:DashboardApiKey={DashboardApiKey}",
+                $"--ASPNETCORE_URLS={dashboardUrl}",
+                $"--ASPIRE_DASHBOARD_OTLP_ENDPOINT_URL=http://127.0.0.1:{FreePort()}",
+                $"--ASPIRE_DASHBOARD_OTLP_HTTP_ENDPOINT_URL=http://127.0.0.1:{FreePort()}",
+                $"--ASPIRE_RESOURCE_SERVICE_ENDPOINT_URL=http://127.0.0.1:{FreePort()}",
+                "--ASPIRE_ALLOW_UNSECURED_TRANSPORT=true",
+            ],
+            // The dashboard is on so that the telemetry tests read traces the way a developer sees them.
+            (options, _) => options.DisableDashboard = false,
+            cts.Token);
+
+        appHost.Services.AddLogging(logging => logging
+            .SetMinimumLevel(LogLevel.Warning)
+            .AddFilter("Aspire.Hosting", LogLevel.Warning));
+
+        appHost.CreateResourceBuilder<ProjectResource>("upload-service")
+            .WithEnvironment("DOTNET_GCHeapHardLimit", UploadServiceHeapHardLimit);
+
+        App = await appHost.BuildAsync(cts.Token);
+        await App.StartAsync(cts.Token);
+        await App.ResourceNotifications.WaitForResourceHealthyAsync("upload-service", cts.Token);
+        await App.ResourceNotifications.WaitForResourceHealthyAsync("worker", cts.Token);
+
+        WorkerUrl = App.GetEndpoint("worker", "http");
+        UploadServiceUrl = App.GetEndpoint("upload-service", "http");
+        DashboardUrl = new Uri(dashboardUrl);
+    }
+
+    /// <summary>A client for the Worker, the way a user reaches the system; long timeout for the 1 GiB cases.</summary>
+    public HttpClient CreateWorkerClient(string? userId = null)
+    {
+        var client = new HttpClient { BaseAddress = WorkerUrl, Timeout = TimeSpan.FromMinutes(10) };
+        if (userId is not null)
+        {
+            client.DefaultRequestHeaders.Authorization = new("Bearer", Tokens.Create(AuthSecret, userId));
+        }
+        return client;
+    }
+
+    public async Task DisposeAsync()
+    {
+        if (App is not null)
+        {
+            await App.StopAsync();
+            await App.DisposeAsync();
+        }
+        try { Directory.Delete(DataRoot, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}
+
+[CollectionDefinition(Name)]
+public sealed class AppCollection : ICollectionFixture<AppFixture>
+{
+    public const string Name = "app";
+}

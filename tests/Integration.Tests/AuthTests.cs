@@ -1,0 +1,64 @@
+using System.Net;
+
+namespace Integration.Tests;
+
+[Collection(AppCollection.Name)]
+public sealed class AuthTests(AppFixture app)
+{
+    [Fact]
+    public async Task Health_needs_no_token()
+    {
+        using var client = app.CreateWorkerClient();
+        using var response = await client.GetAsync("/health");
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+    }
+
+    [Fact]
+    public async Task Request_without_token_is_401_problem()
+    {
+        using var client = app.CreateWorkerClient();
+        using var response = await client.PutAsync("/files/x.txt", new ByteArrayContent([1, 2, 3]));
+        await TestContent.AssertProblemAsync(response, HttpStatusCode.Unauthorized);
+        Assert.Contains(response.Headers.WwwAuthenticate, h => h.Scheme == "Bearer");
+    }
+
+    [Fact]
+    public async Task Expired_token_is_401_problem()
+    {
+        var token = Tokens.Create(app.AuthSecret, "alice", expires: DateTime.UtcNow.AddMinutes(-5));
+        await AssertRejectedAsync(token);
+    }
+
+    [Fact]
+    public async Task Token_not_yet_valid_is_401_problem()
+    {
+        var token = Tokens.Create(app.AuthSecret, "alice",
+            expires: DateTime.UtcNow.AddHours(2), notBefore: DateTime.UtcNow.AddHours(1));
+        await AssertRejectedAsync(token);
+    }
+
+    [Fact]
+    public async Task Token_signed_with_another_secret_is_401_problem()
+    {
+        var token = Tokens.Create($"another-secret-{Guid.NewGuid():N}-{Guid.NewGuid():N}", "alice");
+        await AssertRejectedAsync(token);
+    }
+
+    [Theory]
+    [InlineData("..")]
+    [InlineData("alice/bob")]
+    [InlineData("")]
+    public async Task Token_with_an_invalid_user_id_is_401_problem(string userId)
+    {
+        await AssertRejectedAsync(Tokens.Create(app.AuthSecret, userId));
+    }
+
+    private async Task AssertRejectedAsync(string token)
+    {
+        using var client = app.CreateWorkerClient();
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/files");
+        request.Headers.Authorization = new("Bearer", token);
+        using var response = await client.SendAsync(request);
+        await TestContent.AssertProblemAsync(response, HttpStatusCode.Unauthorized);
+    }
+}

@@ -1,0 +1,92 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Security.Cryptography;
+
+namespace Integration.Tests;
+
+public sealed record StoredFile(string Name, long Size, string Sha256, string ContentType, DateTimeOffset CreatedAt);
+public sealed record FileList(List<StoredFile> Files, string? NextCursor);
+public sealed record MultipartResult(List<StoredFile> Files);
+
+/// <summary>Bodies and checks shared by the tests.</summary>
+public static class TestContent
+{
+    public static byte[] RandomBytes(int length) => RandomNumberGenerator.GetBytes(length);
+
+    public static string Sha256Hex(ReadOnlySpan<byte> bytes) => Convert.ToHexStringLower(SHA256.HashData(bytes));
+
+    public static string UniqueUser(string who) => $"{who}-{Guid.NewGuid():N}";
+
+    public static async Task AssertProblemAsync(HttpResponseMessage response, HttpStatusCode expected)
+    {
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.True(expected == response.StatusCode, $"expected {(int)expected}, got {(int)response.StatusCode}: {body}");
+        Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+        var problem = System.Text.Json.JsonDocument.Parse(body).RootElement;
+        Assert.Equal((int)expected, problem.GetProperty("status").GetInt32());
+        Assert.False(string.IsNullOrWhiteSpace(problem.GetProperty("title").GetString()));
+    }
+
+    public static async Task<FileList> ListAsync(HttpClient client, string? prefix = null)
+    {
+        var url = prefix is null ? "/files" : $"/files?prefix={Uri.EscapeDataString(prefix)}";
+        using var response = await client.GetAsync(url);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        return (await response.Content.ReadFromJsonAsync<FileList>())!;
+    }
+}
+
+/// <summary>
+/// A request body of a given length made on the fly from a seeded generator, hashed while it is sent, so a
+/// gigabyte can be uploaded without holding it in the test's memory or on disk.
+/// </summary>
+public sealed class GeneratedContent(long length, int seed = 1) : HttpContent
+{
+    private readonly IncrementalHash _hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+
+    public string Sha256Hex { get; private set; } = "";
+
+    protected override async Task SerializeToStreamAsync(Stream stream, TransportContext? context)
+    {
+        var random = new Random(seed);
+        var buffer = new byte[1 << 20];
+        for (long sent = 0; sent < length;)
+        {
+            var n = (int)Math.Min(buffer.Length, length - sent);
+            random.NextBytes(buffer.AsSpan(0, n));
+            _hash.AppendData(buffer, 0, n);
+            await stream.WriteAsync(buffer.AsMemory(0, n));
+            sent += n;
+        }
+        Sha256Hex = Convert.ToHexStringLower(_hash.GetHashAndReset());
+    }
+
+    protected override bool TryComputeLength(out long result)
+    {
+        result = length;
+        return true;
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) _hash.Dispose();
+        base.Dispose(disposing);
+    }
+}
+
+/// <summary>A body that claims a length, sends part of it and then fails: the connection is cut mid-upload.</summary>
+public sealed class AbortingContent(long declaredLength, int bytesBeforeAbort) : HttpContent
+{
+    protected override async Task SerializeToStreamAsync(Stream stream, TransportContext? context)
+    {
+        await stream.WriteAsync(TestContent.RandomBytes(bytesBeforeAbort));
+        await stream.FlushAsync();
+        throw new IOException("client aborted the upload on purpose");
+    }
+
+    protected override bool TryComputeLength(out long result)
+    {
+        result = declaredLength;
+        return true;
+    }
+}

@@ -1,0 +1,62 @@
+using System.Diagnostics;
+
+namespace Worker.Tests;
+
+/// <summary>Runs npm in worker/ with no standard input, the way CI and the AppHost run it.</summary>
+public static class Npm
+{
+    private static readonly TimeSpan InstallTimeout = TimeSpan.FromMinutes(5);
+    private static readonly Lazy<bool> Installed = new(() =>
+    {
+        // The same quick, idempotent step the AppHost runs before `wrangler dev`.
+        Run(InstallTimeout, "install", "--no-audit", "--no-fund", "--loglevel=warn").ThrowIfFailed();
+        return true;
+    });
+
+    public static string WorkerDirectory { get; } = FindWorkerDirectory();
+
+    public sealed record Result(string Command, int ExitCode, string Output)
+    {
+        public Result ThrowIfFailed() =>
+            ExitCode == 0 ? this : throw new InvalidOperationException($"{Command} exited with {ExitCode}:\n{Output}");
+    }
+
+    public static void EnsureInstalled() => _ = Installed.Value;
+
+    public static Result Run(TimeSpan timeout, params string[] args)
+    {
+        var start = new ProcessStartInfo("npm")
+        {
+            WorkingDirectory = WorkerDirectory,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = true,
+        };
+        foreach (var arg in args) start.ArgumentList.Add(arg);
+        start.Environment["CI"] = "true";
+        start.Environment["WRANGLER_SEND_METRICS"] = "false";
+        start.Environment["CLOUDFLARE_CF_FETCH_ENABLED"] = "false";
+
+        var command = $"npm {string.Join(' ', args)}";
+        using var process = Process.Start(start) ?? throw new InvalidOperationException($"{command} did not start");
+        process.StandardInput.Close();
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        if (!process.WaitForExit(timeout))
+        {
+            process.Kill(entireProcessTree: true);
+            throw new TimeoutException($"{command} did not finish within {timeout}");
+        }
+        return new Result(command, process.ExitCode, stdout.Result + stderr.Result);
+    }
+
+    private static string FindWorkerDirectory()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            var candidate = Path.Combine(dir.FullName, "worker", "package.json");
+            if (File.Exists(candidate)) return Path.GetDirectoryName(candidate)!;
+        }
+        throw new DirectoryNotFoundException("worker/package.json not found above " + AppContext.BaseDirectory);
+    }
+}

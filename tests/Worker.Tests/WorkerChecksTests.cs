@@ -1,0 +1,34 @@
+namespace Worker.Tests;
+
+/// <summary>Checks of the worker that are not vitest tests: strict TypeScript and the deployable wrangler.toml.</summary>
+public sealed class WorkerChecksTests
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromMinutes(3);
+
+    [Fact]
+    public void TypeScript_compiles_strict_with_no_errors()
+    {
+        Npm.EnsureInstalled();
+        Npm.Run(Timeout, "run", "check").ThrowIfFailed();
+    }
+
+    [Fact]
+    public void Wrangler_toml_validates_for_deploy_without_warnings()
+    {
+        // `wrangler deploy --dry-run` checks the whole TOML offline, including the [[containers]] to
+        // Durable Object cross-checks; a misspelled key is only a warning there, so warnings fail here.
+        Npm.EnsureInstalled();
+        var outDir = Directory.CreateTempSubdirectory("wrangler-dry-run-");
+        try
+        {
+            var result = Npm.Run(Timeout, "exec", "--", "wrangler", "deploy", "--dry-run",
+                "--containers-rollout=none", "--outdir", outDir.FullName).ThrowIfFailed();
+            Assert.DoesNotContain("[WARNING]", result.Output);
+            Assert.Contains("USER_CONTAINERS", result.Output);
+        }
+        finally
+        {
+            outDir.Delete(recursive: true);
+        }
+    }
+}

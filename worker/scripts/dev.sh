@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs the Worker locally for the AppHost (`npm run dev`): wrangler dev, headless, with containers
+# disabled (the Durable Object's stand-in container forwards to CONTAINER_ORIGIN instead).
+# Settings arrive as environment variables and are handed to the Worker as --var flags, so nothing
+# local-only is written into wrangler.toml. `exec` (here and in the npm script) leaves no shell
+# between the orchestrator and wrangler: npm forwards SIGTERM/SIGINT to wrangler itself, which takes
+# its workerd down with it. (Without the npm script's `exec`, sh would die and orphan wrangler.)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# Also runnable without npm: the local wrangler, and the Node 22 it needs (the `node` devDependency).
+export PATH="$PWD/node_modules/.bin:$PATH"
+
+# Don't phone home at start (metrics, the cf request-properties fetch).
+export WRANGLER_SEND_METRICS=false
+export CLOUDFLARE_CF_FETCH_ENABLED=false
+
+args=(
+  --ip 127.0.0.1
+  --port "${PORT:-8787}"
+  --show-interactive-dev-session=false
+  --enable-containers=false
+)
+if [[ -n "${INSPECTOR_PORT:-}" ]]; then args+=(--inspector-port "$INSPECTOR_PORT"); fi
+if [[ -n "${WRANGLER_PERSIST_DIR:-}" ]]; then args+=(--persist-to "$WRANGLER_PERSIST_DIR"); fi
+
+for name in AUTH_SECRET CONTAINER_ORIGIN OTEL_EXPORTER_OTLP_ENDPOINT OTEL_EXPORTER_OTLP_HEADERS \
+  OTEL_SERVICE_NAME OTEL_RESOURCE_ATTRIBUTES; do
+  if [[ -n "${!name:-}" ]]; then args+=(--var "$name:${!name}"); fi
+done
+
+# No interactive input: the orchestrator provides none.
+exec wrangler dev "${args[@]}" "$@" </dev/null

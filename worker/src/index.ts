@@ -1,0 +1,53 @@
+import { instrument, instrumentDO } from "@microlabs/otel-cf-workers";
+import { authenticate } from "./auth";
+import { problem } from "./problem";
+import { injectTraceContext, telemetryConfig } from "./telemetry";
+import { UserAppContainer as UserAppContainerClass } from "./user-app-container";
+import "./env";
+
+/** Path prefixes served by the user's upload container; everything else is the Worker's own. */
+const USER_ROUTES = ["/files"];
+
+const handler = {
+  async fetch(request, env): Promise<Response> {
+    const url = new URL(request.url);
+    if (url.pathname === "/health") return Response.json({ status: "ok" });
+    if (!USER_ROUTES.some((route) => url.pathname === route || url.pathname.startsWith(`${route}/`))) {
+      return problem(404, `No route for ${url.pathname}.`);
+    }
+
+    if (!env.AUTH_SECRET) return problem(500, "Authentication is not configured (AUTH_SECRET is unset).");
+    const auth = await authenticate(request, env.AUTH_SECRET);
+    if (!auth.ok) return problem(401, auth.detail, { "WWW-Authenticate": 'Bearer realm="files"' });
+
+    const stub = env.USER_CONTAINERS.getByName(auth.userId);
+    try {
+      return await stub.fetch(toUserContainer(request, auth.userId));
+    } catch (error) {
+      console.error(`user ${auth.userId}: Durable Object request failed`, error);
+      return problem(502, "The upload service for this user could not be reached.");
+    }
+  },
+} satisfies ExportedHandler<Env>;
+
+/**
+ * The request as the user's container should see it: same method, path, query and (streaming) body;
+ * the credentials replaced by the verified identity; the public origin and the trace context added.
+ */
+function toUserContainer(request: Request, userId: string): Request {
+  const url = new URL(request.url);
+  const headers = new Headers(request.headers);
+  headers.delete("Authorization");
+  headers.delete("Expect"); // 100-continue was the edge's business with the client
+  headers.set("X-User-Id", userId); // replaces any client-supplied value
+  headers.set("X-Forwarded-Host", url.host);
+  headers.set("X-Forwarded-Proto", url.protocol.slice(0, -1));
+  injectTraceContext(headers);
+  return new Request(request, { headers, redirect: "manual" });
+}
+
+export default instrument(handler, telemetryConfig);
+
+/** The per-user Durable Object, traced ("Durable Object Fetch <user>" spans). */
+export const UserAppContainer = instrumentDO(UserAppContainerClass, telemetryConfig);
+export type UserAppContainer = UserAppContainerClass; // for the typed namespace in worker-configuration.d.ts

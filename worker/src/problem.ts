@@ -1,0 +1,19 @@
+/** RFC 7807 problem details: the one error shape the Worker, the DO and the upload service share. */
+const TITLES: Record<number, string> = {
+  400: "Bad Request",
+  401: "Unauthorized",
+  404: "Not Found",
+  429: "Too Many Requests",
+  500: "Internal Server Error",
+  502: "Bad Gateway",
+  503: "Service Unavailable",
+};
+
+export function problem(status: number, detail: string, headers?: HeadersInit): Response {
+  const response = Response.json(
+    { type: "about:blank", title: TITLES[status] ?? "Error", status, detail },
+    { status, headers },
+  );
+  response.headers.set("Content-Type", "application/problem+json");
+  return response;
+}

@@ -1,0 +1,83 @@
+import { Container, type StopParams } from "@cloudflare/containers";
+import type { DurableObject } from "cloudflare:workers";
+import { installLocalContainer } from "./local-container";
+import { problem } from "./problem";
+import { injectTraceContext } from "./telemetry";
+
+/**
+ * One per user (the Worker addresses it with `getByName(userId)`): a Durable Object that owns that
+ * user's upload-service container, starts it on demand and lets it sleep when idle.
+ */
+export class UserAppContainer extends Container<Env> {
+  // Port the upload service listens on inside the container (ASPNETCORE_HTTP_PORTS below).
+  override defaultPort = 8000;
+  // Stop the container after this much inactivity; the next request starts it again.
+  override sleepAfter = "10m";
+  // Environment of the container process; OTLP settings only when the Worker has them (else no export).
+  override envVars = containerEnvVars(this.env);
+
+  /** Learnt from the Worker's X-User-Id where the runtime gives the object no name. */
+  #requestUserId: string | undefined;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    installLocalContainer(ctx, env.CONTAINER_ORIGIN);
+    super(ctx as DurableObject["ctx"], env); // the same object; only its Props type parameter differs
+  }
+
+  override async fetch(request: Request): Promise<Response> {
+    this.#requestUserId ??= request.headers.get("X-User-Id") ?? undefined;
+    // The container's TCP port does not propagate trace context: hand it this object's span.
+    const headers = new Headers(request.headers);
+    injectTraceContext(headers);
+    try {
+      return await asProblemIfStartFailed(await super.fetch(new Request(request, { headers })));
+    } catch (error) {
+      console.error(`user ${this.userId}: request to the upload container failed`, error);
+      return problem(502, "The upload service for this user could not be reached.");
+    }
+  }
+
+  override onStart(): void {
+    console.log(`user ${this.userId}: upload container started`);
+  }
+
+  override onStop({ exitCode, reason }: StopParams): void {
+    console.log(`user ${this.userId}: upload container stopped (exit code ${exitCode}, ${reason})`);
+  }
+
+  override onError(error: unknown): never {
+    console.error(`user ${this.userId}: upload container error`, error);
+    throw error;
+  }
+
+  get userId(): string {
+    return this.ctx.id.name ?? this.#requestUserId ?? this.ctx.id.toString();
+  }
+}
+
+function containerEnvVars(env: Env): Record<string, string> {
+  const vars: Record<string, string> = {
+    ASPNETCORE_HTTP_PORTS: "8000", // = defaultPort
+    OTEL_SERVICE_NAME: "upload-service",
+  };
+  if (env.OTEL_EXPORTER_OTLP_ENDPOINT) {
+    vars.OTEL_EXPORTER_OTLP_ENDPOINT = env.OTEL_EXPORTER_OTLP_ENDPOINT;
+    // The Worker's endpoint is OTLP/HTTP; the .NET exporter defaults to gRPC.
+    vars.OTEL_EXPORTER_OTLP_PROTOCOL = "http/protobuf";
+    if (env.OTEL_EXPORTER_OTLP_HEADERS) vars.OTEL_EXPORTER_OTLP_HEADERS = env.OTEL_EXPORTER_OTLP_HEADERS;
+  }
+  return vars;
+}
+
+/**
+ * The Container class answers its own failures (container could not start, no instance, rate limit,
+ * proxy error) in plain text; turn those into problem details like every other error of the service.
+ * They are recognised by the exact content type the library's `new Response(string)` gets.
+ */
+async function asProblemIfStartFailed(response: Response): Promise<Response> {
+  const fromLibrary = response.headers.get("Content-Type") === "text/plain;charset=UTF-8";
+  if (!fromLibrary || ![429, 500, 503].includes(response.status)) return response;
+  const detail = await response.text();
+  const status = response.status === 500 ? 502 : response.status;
+  return problem(status, detail);
+}

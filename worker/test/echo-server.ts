@@ -1,0 +1,59 @@
+// vitest globalSetup (runs in Node, not in workerd): a real HTTP server standing in for the upload
+// service. It answers every request with what arrived (method, path+query, headers, body length and
+// SHA-256), hashing the body as it streams in, and provides its origin to the tests.
+import { createHash } from "node:crypto";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import type { TestProject } from "vitest/node";
+
+declare module "vitest" {
+  export interface ProvidedContext {
+    echoOrigin: string;
+    closedOrigin: string;
+  }
+}
+
+export interface Echo {
+  method: string;
+  url: string;
+  headers: Record<string, string | string[] | undefined>;
+  bodyLength: number;
+  bodySha256: string;
+}
+
+export default async function setup(project: TestProject) {
+  const server = createServer((request, response) => {
+    const hash = createHash("sha256");
+    let bodyLength = 0;
+    request.on("data", (chunk: Buffer) => {
+      hash.update(chunk);
+      bodyLength += chunk.length;
+    });
+    request.on("end", () => {
+      const echo: Echo = {
+        method: request.method ?? "",
+        url: request.url ?? "",
+        headers: request.headers,
+        bodyLength,
+        bodySha256: hash.digest("hex"),
+      };
+      response.writeHead(200, { "Content-Type": "application/json", "X-Echo": "1" });
+      response.end(JSON.stringify(echo));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  project.provide("echoOrigin", `http://127.0.0.1:${port}`);
+
+  // An origin where nothing listens: bind a port, then free it.
+  const closed = createServer();
+  await new Promise<void>((resolve) => closed.listen(0, "127.0.0.1", resolve));
+  const closedPort = (closed.address() as AddressInfo).port;
+  await new Promise<void>((resolve) => closed.close(() => resolve()));
+  project.provide("closedOrigin", `http://127.0.0.1:${closedPort}`);
+
+  return async () => {
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  };
+}

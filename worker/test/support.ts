@@ -1,0 +1,31 @@
+import { SignJWT } from "jose";
+
+/** The AUTH_SECRET the Worker gets in tests (vitest.config.ts). */
+export const TEST_AUTH_SECRET = "test-secret-for-vitest-only";
+
+export const BASE = "https://files.example.test";
+
+export async function tokenFor(
+  sub: string | undefined,
+  { secret = TEST_AUTH_SECRET, expiresIn = "1h" as string | number, notBefore }: { secret?: string; expiresIn?: string | number; notBefore?: number } = {},
+): Promise<string> {
+  const jwt = new SignJWT(sub === undefined ? {} : { sub }).setProtectedHeader({ alg: "HS256" }).setIssuedAt().setExpirationTime(expiresIn);
+  if (notBefore !== undefined) jwt.setNotBefore(notBefore);
+  return jwt.sign(new TextEncoder().encode(secret));
+}
+
+export function bearer(token: string): HeadersInit {
+  return { Authorization: `Bearer ${token}` };
+}
+
+export async function expectProblem(response: Response, status: number): Promise<{ type: string; title: string; status: number; detail: string }> {
+  if (response.status !== status) throw new Error(`expected ${status}, got ${response.status}: ${await response.text()}`);
+  if (response.headers.get("Content-Type") !== "application/problem+json") {
+    throw new Error(`expected application/problem+json, got ${response.headers.get("Content-Type")}`);
+  }
+  const body = (await response.json()) as { type: string; title: string; status: number; detail: string };
+  if (body.status !== status || typeof body.title !== "string" || typeof body.detail !== "string" || typeof body.type !== "string") {
+    throw new Error(`not a problem document: ${JSON.stringify(body)}`);
+  }
+  return body;
+}
