@@ -32,14 +32,13 @@ public sealed class AppFixture : IAsyncLifetime
     public async Task InitializeAsync()
     {
         using var cts = new CancellationTokenSource(StartTimeout);
-        var dashboardUrl = $"http://127.0.0.1:{FreePort()}";
 
         var appHost = await DistributedApplicationTestingBuilder.CreateAsync<Projects.AppHost>(
             [
                 $"--LocalData:Root={DataRoot}",
                 $"--Parameters:auth-secret={AuthSecret}",
                 $"--AppHost:DashboardApiKey={DashboardApiKey}",
-                $"--ASPNETCORE_URLS={dashboardUrl}",
+                $"--ASPNETCORE_URLS=http://127.0.0.1:{FreePort()}",
                 $"--ASPIRE_DASHBOARD_OTLP_ENDPOINT_URL=http://127.0.0.1:{FreePort()}",
                 $"--ASPIRE_DASHBOARD_OTLP_HTTP_ENDPOINT_URL=http://127.0.0.1:{FreePort()}",
                 $"--ASPIRE_RESOURCE_SERVICE_ENDPOINT_URL=http://127.0.0.1:{FreePort()}",
@@ -60,10 +59,12 @@ public sealed class AppFixture : IAsyncLifetime
         await App.StartAsync(cts.Token);
         await App.ResourceNotifications.WaitForResourceHealthyAsync("upload-service", cts.Token);
         await App.ResourceNotifications.WaitForResourceHealthyAsync("worker", cts.Token);
+        await App.ResourceNotifications.WaitForResourceHealthyAsync("aspire-dashboard", cts.Token);
 
         WorkerUrl = App.GetEndpoint("worker", "http");
         UploadServiceUrl = App.GetEndpoint("upload-service", "http");
-        DashboardUrl = new Uri(dashboardUrl);
+        // The dashboard's endpoints are proxied like every other, so the test builder randomizes them too.
+        DashboardUrl = App.GetEndpoint("aspire-dashboard", "http");
     }
 
     /// <summary>A client for the Worker, the way a user reaches the system; long timeout for the 1 GiB cases.</summary>

@@ -30,7 +30,7 @@ export class UserAppContainer extends Container<Env> {
     const headers = new Headers(request.headers);
     injectTraceContext(headers);
     try {
-      return await asProblemIfStartFailed(await super.fetch(new Request(request, { headers })));
+      return await asProblemDetails(await super.fetch(new Request(request, { headers })), request.method);
     } catch (error) {
       console.error(`user ${this.userId}: request to the upload container failed`, error);
       return problem(502, "The upload service for this user could not be reached.");
@@ -70,14 +70,25 @@ function containerEnvVars(env: Env): Record<string, string> {
 }
 
 /**
- * The Container class answers its own failures (container could not start, no instance, rate limit,
- * proxy error) in plain text; turn those into problem details like every other error of the service.
- * They are recognised by the exact content type the library's `new Response(string)` gets.
+ * Every error the user sees is problem details. Two kinds of error response reach the DO without them:
+ * the Container class answers its own failures (container could not start, no instance, rate limit,
+ * proxy error) in plain text, recognised by the exact content type its `new Response(string)` gets; and
+ * the container's HTTP server may reject a request before the app sees it (Kestrel answers a path with
+ * a NUL in it with an empty 400). Other headers (e.g. Content-Range of a 416) are kept.
  */
-async function asProblemIfStartFailed(response: Response): Promise<Response> {
-  const fromLibrary = response.headers.get("Content-Type") === "text/plain;charset=UTF-8";
-  if (!fromLibrary || ![429, 500, 503].includes(response.status)) return response;
-  const detail = await response.text();
-  const status = response.status === 500 ? 502 : response.status;
-  return problem(status, detail);
+async function asProblemDetails(response: Response, method: string): Promise<Response> {
+  if (response.status < 400) return response;
+  const contentType = response.headers.get("Content-Type");
+  const fromLibrary = contentType === "text/plain;charset=UTF-8" && [429, 500, 503].includes(response.status);
+  const empty = contentType === null;
+  if (!fromLibrary && !empty) return response;
+
+  // Read the (short) body either way: an unread body keeps the container awake (containers#242).
+  const text = await response.text();
+  const detail = fromLibrary ? text : undefined;
+  const status = fromLibrary && response.status === 500 ? 502 : response.status;
+  const headers = new Headers(response.headers);
+  headers.delete("Content-Length");
+  const result = problem(status, detail ?? "The upload service rejected the request.", headers);
+  return method === "HEAD" ? new Response(null, { status, headers: result.headers }) : result;
 }

@@ -37,6 +37,14 @@ export default async function setup(project: TestProject) {
         bodyLength,
         bodySha256: hash.digest("hex"),
       };
+      // `X-Echo-Status: N` asks for a bare error, the way an HTTP server rejects a request before the
+      // app sees it: that status, no body, no Content-Type (plus a Content-Range to show headers survive).
+      const bareStatus = Number(request.headers["x-echo-status"]);
+      if (bareStatus) {
+        response.writeHead(bareStatus, { "Content-Range": "bytes */10", "X-Echo": "1" });
+        response.end();
+        return;
+      }
       response.writeHead(200, { "Content-Type": "application/json", "X-Echo": "1" });
       response.end(JSON.stringify(echo));
     });

@@ -1,7 +1,7 @@
 import { SELF } from "cloudflare:test";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { Echo } from "./echo-server";
-import { BASE, bearer, tokenFor } from "./support";
+import { BASE, bearer, expectProblem, tokenFor } from "./support";
 
 let auth: HeadersInit;
 beforeAll(async () => {
@@ -69,5 +69,18 @@ describe("Worker → Durable Object → container", () => {
     const echo = (await response.json()) as Echo;
     expect(echo.bodyLength).toBe(size);
     expect(echo.bodySha256).toBe(await sha256Hex(whole));
+  });
+
+  it.each([400, 416, 431])("turns a bare %i from the container into problem details, keeping its headers", async (status) => {
+    const response = await SELF.fetch(`${BASE}/files/x`, { headers: { ...auth, "X-Echo-Status": String(status) } });
+    const problem = await expectProblem(response, status);
+    expect(problem.title).not.toBe("Error");
+    expect(response.headers.get("Content-Range")).toBe("bytes */10");
+  });
+
+  it("keeps a bare error bodiless for HEAD", async () => {
+    const response = await SELF.fetch(`${BASE}/files/x`, { method: "HEAD", headers: { ...auth, "X-Echo-Status": "404" } });
+    expect(response.status).toBe(404);
+    expect(await response.text()).toBe("");
   });
 });
