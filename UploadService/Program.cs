@@ -6,14 +6,18 @@ builder.AddServiceDefaults();
 builder.Services.AddProblemDetails();
 builder.AddFileStore();
 builder.AddUploadLimits();
+builder.AddTus();
 
 var app = builder.Build();
 
 app.UseExceptionHandler();
 app.UseStatusCodePages();
+app.UseTus(); // before routing: X-HTTP-Method-Override picks the endpoint
+app.UseRouting();
 
 app.MapDefaultEndpoints();
 app.MapRootApi();
 app.MapFilesApi();
+app.MapTusApi();
 
 app.Run();

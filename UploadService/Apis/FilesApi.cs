@@ -243,7 +243,7 @@ public static class FilesApi
             : NotFound(fileName);
     }
 
-    private static bool TryGetUser(HttpRequest request, out UserId user, out ProblemHttpResult problem)
+    internal static bool TryGetUser(HttpRequest request, out UserId user, out ProblemHttpResult problem)
     {
         var values = request.Headers[UserId.HeaderName];
         string? error;
@@ -277,7 +277,7 @@ public static class FilesApi
         return false;
     }
 
-    private static bool TryGetContentType(string? value, out string contentType, out ProblemHttpResult problem)
+    internal static bool TryGetContentType(string? value, out string contentType, out ProblemHttpResult problem)
     {
         problem = null!;
         contentType = DefaultContentType;

@@ -55,12 +55,7 @@ public sealed partial class FileSystemFileStore : IFileStore
         UserId user, FileName name, Stream content, string contentType, long maxBytes, CancellationToken cancellationToken)
     {
         var location = Locate(user, name);
-        Directory.CreateDirectory(location.BlobDirectory);
-        Directory.CreateDirectory(location.MetaDirectory);
-
         var tempPath = Path.Combine(_tempDirectory, Guid.NewGuid().ToString("N") + ".upload");
-        string? blobPath = null;
-        var committed = false;
         try
         {
             long size;
@@ -77,43 +72,60 @@ public sealed partial class FileSystemFileStore : IFileStore
                 file.Flush(flushToDisk: true);
             }
 
-            var contentId = Guid.NewGuid().ToString("N");
-            blobPath = location.BlobPath(contentId);
-            File.Move(tempPath, blobPath);
-
-            var record = new FileRecord(name.Value, size, sha256, contentType, _time.GetUtcNow(), contentId);
-            FileRecord? previous;
-            var gate = GateFor(location);
-            await gate.WaitAsync(cancellationToken);
-            try
-            {
-                previous = ReadRecord(location.MetaPath);
-                WriteRecordAtomically(location.MetaPath, record);
-                committed = true;
-            }
-            finally
-            {
-                gate.Release();
-            }
-
-            if (previous is not null && previous.ContentId != contentId)
-            {
-                TryDelete(location.BlobPath(previous.ContentId));
-            }
-
-            return record.ToStoredFile();
+            return Commit(location, tempPath, new StoredFile(name.Value, size, sha256, contentType, _time.GetUtcNow()));
         }
         finally
         {
-            if (!committed)
-            {
-                TryDelete(tempPath);
-                if (blobPath is not null)
-                {
-                    TryDelete(blobPath);
-                }
-            }
+            TryDelete(tempPath); // gone already when committed
         }
+    }
+
+    /// <summary>
+    /// Makes the fsynced bytes at <paramref name="stagedPath"/> (same volume) the current version of the
+    /// file: rename to a new, never-reused blob, then switch the record, then drop the previous blob.
+    /// Not cancellable: once the bytes are moved the switch must happen or be undone. A caller that must
+    /// survive a crash between the move and the switch (a tus completion) picks the
+    /// <paramref name="contentId"/> up front and records it, so <see cref="Recover"/> keeps that blob and a
+    /// second call with the same id finishes the switch.
+    /// </summary>
+    private StoredFile Commit(Location location, string stagedPath, StoredFile file, string? contentId = null)
+    {
+        Directory.CreateDirectory(location.BlobDirectory);
+        Directory.CreateDirectory(location.MetaDirectory);
+        contentId ??= Guid.NewGuid().ToString("N");
+        var blobPath = location.BlobPath(contentId);
+        var alreadyMoved = !File.Exists(stagedPath) && File.Exists(blobPath);
+        if (!alreadyMoved)
+        {
+            File.Move(stagedPath, blobPath);
+        }
+
+        var record = new FileRecord(file.Name, file.Size, file.Sha256, file.ContentType, file.CreatedAt, contentId);
+        FileRecord? previous;
+        var gate = GateFor(location);
+        gate.Wait();
+        try
+        {
+            previous = ReadRecord(location.MetaPath);
+            WriteRecordAtomically(location.MetaPath, record);
+        }
+        catch
+        {
+            // Put the bytes back where the caller had them: its own cleanup (or retry) decides their fate.
+            try { File.Move(blobPath, stagedPath); } catch (IOException) { TryDelete(blobPath); }
+            throw;
+        }
+        finally
+        {
+            gate.Release();
+        }
+
+        if (previous is not null && previous.ContentId != contentId)
+        {
+            TryDelete(location.BlobPath(previous.ContentId));
+        }
+
+        return record.ToStoredFile();
     }
 
     public Task<FileContent?> OpenReadAsync(UserId user, FileName name, CancellationToken cancellationToken)
@@ -227,6 +239,8 @@ public sealed partial class FileSystemFileStore : IFileStore
             removed += TryDelete(path) ? 1 : 0;
         }
 
+        var claimedContentIds = ClaimedContentIds();
+
         foreach (var userDirectory in Directory.EnumerateDirectories(_usersDirectory))
         {
             var metaDirectory = Path.Combine(userDirectory, "meta");
@@ -256,7 +270,8 @@ public sealed partial class FileSystemFileStore : IFileStore
             {
                 foreach (var blobPath in Directory.EnumerateFiles(blobDirectory))
                 {
-                    if (!live.Contains(Path.GetFileName(blobPath)))
+                    var name = Path.GetFileName(blobPath);
+                    if (!live.Contains(name) && !claimedContentIds.Contains(Path.GetExtension(name).TrimStart('.')))
                     {
                         removed += TryDelete(blobPath) ? 1 : 0;
                     }

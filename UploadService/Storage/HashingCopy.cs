@@ -3,14 +3,18 @@ using System.Security.Cryptography;
 
 namespace UploadService.Storage;
 
-/// <summary>The one copy loop stores use: bounded chunks, incremental SHA-256, size limit.</summary>
+/// <summary>
+/// The one copy loop stores use: bounded chunks, incremental SHA-256, size limit, and optionally a second
+/// hash fed the same bytes (the checksum a tus client asked for).
+/// </summary>
 public static class HashingCopy
 {
     /// <summary>Just below the large-object-heap threshold (85,000 bytes), as tusdotnet does.</summary>
     public const int BufferSize = 84 * 1024;
 
     public static async Task<(long Length, string Sha256)> CopyAsync(
-        Stream source, Stream destination, long maxBytes, CancellationToken cancellationToken)
+        Stream source, Stream destination, long maxBytes, CancellationToken cancellationToken,
+        IncrementalHash? alsoHash = null)
     {
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         var buffer = ArrayPool<byte>.Shared.Rent(BufferSize);
@@ -41,6 +45,7 @@ public static class HashingCopy
                 }
 
                 hash.AppendData(buffer, 0, read);
+                alsoHash?.AppendData(buffer, 0, read);
                 await destination.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
             }
 

@@ -25,6 +25,7 @@ public static class StorageExtensions
                 services.GetRequiredService<ILogger<FileSystemFileStore>>());
         });
         builder.Services.AddSingleton<IFileStore>(services => services.GetRequiredService<FileSystemFileStore>());
+        builder.Services.AddSingleton<IUploadStore>(services => services.GetRequiredService<FileSystemFileStore>());
         builder.Services.AddHostedService<FileStoreOpener>();
         return builder;
     }

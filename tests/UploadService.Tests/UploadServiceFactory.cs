@@ -18,9 +18,18 @@ public sealed class UploadServiceFactory : WebApplicationFactory<Program>
 
     private readonly TempDirectory _storage = new();
     private readonly Lazy<HttpClient> _client;
+    private readonly IReadOnlyDictionary<string, string> _settings;
 
-    public UploadServiceFactory()
+    public UploadServiceFactory() : this(new Dictionary<string, string>())
     {
+    }
+
+    /// <summary>With extra configuration (e.g. <c>Tus:Expiration</c>) on top of the defaults.</summary>
+    public static UploadServiceFactory WithSettings(IReadOnlyDictionary<string, string> settings) => new(settings);
+
+    private UploadServiceFactory(IReadOnlyDictionary<string, string> settings)
+    {
+        _settings = settings;
         UseKestrel(kestrel => kestrel.Listen(IPAddress.Loopback, 0));
         _client = new Lazy<HttpClient>(() =>
         {
@@ -39,6 +48,10 @@ public sealed class UploadServiceFactory : WebApplicationFactory<Program>
     {
         builder.UseSetting("Storage:Root", _storage.Path);
         builder.UseSetting("Upload:MaxFileBytes", MaxFileBytes.ToString(CultureInfo.InvariantCulture));
+        foreach (var (key, value) in _settings)
+        {
+            builder.UseSetting(key, value);
+        }
     }
 
     protected override void Dispose(bool disposing)

@@ -8,6 +8,8 @@ export interface RuntimeVars {
   AUTH_SECRET: string;
   /** Local modes only: where the ctx.container stand-in forwards (see local-container.ts). */
   CONTAINER_ORIGIN?: string;
+  /** Browser origins allowed by CORS: comma-separated, or `*`; unset allows loopback origins only (cors.ts). */
+  CORS_ALLOWED_ORIGINS?: string;
   /** OTLP/HTTP base URL; unset (production default) means no telemetry is exported. */
   OTEL_EXPORTER_OTLP_ENDPOINT?: string;
   /** `key=value,key2=value2`, values URL-encoded. */

@@ -1,34 +1,41 @@
 import { instrument, instrumentDO } from "@microlabs/otel-cf-workers";
 import { authenticate } from "./auth";
+import { preflight, withCors } from "./cors";
 import { problem } from "./problem";
 import { injectTraceContext, telemetryConfig } from "./telemetry";
 import { UserAppContainer as UserAppContainerClass } from "./user-app-container";
 import "./env";
 
 /** Path prefixes served by the user's upload container; everything else is the Worker's own. */
-const USER_ROUTES = ["/files"];
+const USER_ROUTES = ["/files", "/uploads"];
 
 const handler = {
   async fetch(request, env): Promise<Response> {
-    const url = new URL(request.url);
-    if (url.pathname === "/health") return Response.json({ status: "ok" });
-    if (!USER_ROUTES.some((route) => url.pathname === route || url.pathname.startsWith(`${route}/`))) {
-      return problem(404, `No route for ${url.pathname}.`);
-    }
-
-    if (!env.AUTH_SECRET) return problem(500, "Authentication is not configured (AUTH_SECRET is unset).");
-    const auth = await authenticate(request, env.AUTH_SECRET);
-    if (!auth.ok) return problem(401, auth.detail, { "WWW-Authenticate": 'Bearer realm="files"' });
-
-    const stub = env.USER_CONTAINERS.getByName(auth.userId);
-    try {
-      return await stub.fetch(toUserContainer(request, auth.userId));
-    } catch (error) {
-      console.error(`user ${auth.userId}: Durable Object request failed`, error);
-      return problem(502, "The upload service for this user could not be reached.");
-    }
+    const answered = preflight(request, env.CORS_ALLOWED_ORIGINS);
+    if (answered) return answered;
+    return withCors(request, await route(request, env), env.CORS_ALLOWED_ORIGINS);
   },
 } satisfies ExportedHandler<Env>;
+
+async function route(request: Request, env: Env): Promise<Response> {
+  const url = new URL(request.url);
+  if (url.pathname === "/health") return Response.json({ status: "ok" });
+  if (!USER_ROUTES.some((route) => url.pathname === route || url.pathname.startsWith(`${route}/`))) {
+    return problem(404, `No route for ${url.pathname}.`);
+  }
+
+  if (!env.AUTH_SECRET) return problem(500, "Authentication is not configured (AUTH_SECRET is unset).");
+  const auth = await authenticate(request, env.AUTH_SECRET);
+  if (!auth.ok) return problem(401, auth.detail, { "WWW-Authenticate": 'Bearer realm="files"' });
+
+  const stub = env.USER_CONTAINERS.getByName(auth.userId);
+  try {
+    return await stub.fetch(toUserContainer(request, auth.userId));
+  } catch (error) {
+    console.error(`user ${auth.userId}: Durable Object request failed`, error);
+    return problem(502, "The upload service for this user could not be reached.");
+  }
+}
 
 /**
  * The request as the user's container should see it: same method, path, query and (streaming) body;

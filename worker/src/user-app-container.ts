@@ -29,8 +29,12 @@ export class UserAppContainer extends Container<Env> {
     // The container's TCP port does not propagate trace context: hand it this object's span.
     const headers = new Headers(request.headers);
     injectTraceContext(headers);
+    // A PATCH with a streaming body fails through container.fetch() on Cloudflare (cloudflare/containers#116):
+    // send it as POST with X-HTTP-Method-Override, which tus servers (ours included) honour.
+    const method = request.method === "PATCH" ? "POST" : request.method;
+    if (method !== request.method) headers.set("X-HTTP-Method-Override", request.method);
     try {
-      return await asProblemDetails(await super.fetch(new Request(request, { headers })), request.method);
+      return await asProblemDetails(await super.fetch(new Request(request, { method, headers })), request.method);
     } catch (error) {
       console.error(`user ${this.userId}: request to the upload container failed`, error);
       return problem(502, "The upload service for this user could not be reached.");

@@ -9,7 +9,7 @@ describe("routing", () => {
     expect(await response.json()).toEqual({ status: "ok" });
   });
 
-  it.each(["/", "/filesystem", "/health/x", "/uploads", "/FILES"])("answers %s with a 404 problem", async (path) => {
+  it.each(["/", "/filesystem", "/health/x", "/uploadsx", "/UPLOADS", "/FILES"])("answers %s with a 404 problem", async (path) => {
     const problem = await expectProblem(await SELF.fetch(`${BASE}${path}`), 404);
     expect(problem.detail).toContain(path);
   });

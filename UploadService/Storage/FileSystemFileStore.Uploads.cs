@@ -1,0 +1,324 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using UploadService.Security;
+
+namespace UploadService.Storage;
+
+/// <summary>
+/// Resumable uploads on the filesystem, beside the files on the same volume:
+/// <code>
+/// {root}/uploads/{sha256(userId)}/{id}.json   the state (offset, length, metadata, expiry), replaced atomically
+/// {root}/uploads/{sha256(userId)}/{id}.bin    the bytes received so far
+/// </code>
+/// An append truncates the bytes file to the persisted offset (dropping whatever a crash left past it),
+/// writes, fsyncs, and only then replaces the state: the persisted offset never covers bytes that are not
+/// on disk. Completion hashes the bytes and commits them as a file by rename (no copy).
+/// </summary>
+public sealed partial class FileSystemFileStore : IUploadStore
+{
+    private string UploadsDirectory => Path.Combine(_root, "uploads");
+
+    public Task<UploadRecord> CreateUploadAsync(UserId user, UploadRecord upload, CancellationToken cancellationToken)
+    {
+        var (statePath, bytesPath) = LocateUpload(user, upload.Id);
+        Directory.CreateDirectory(Path.GetDirectoryName(statePath)!);
+        using (new FileStream(bytesPath, FileMode.CreateNew, FileAccess.Write, FileShare.None))
+        {
+        }
+
+        WriteUploadState(statePath, upload);
+        return Task.FromResult(upload);
+    }
+
+    public Task<UploadRecord?> GetUploadAsync(UserId user, string id, CancellationToken cancellationToken) =>
+        Task.FromResult(ReadUploadState(LocateUpload(user, id).StatePath));
+
+    public async Task<UploadRecord> AppendAsync(
+        UserId user, UploadRecord upload, Stream content, long maxBytes, ChunkChecksum? checksum,
+        DateTimeOffset expiresAt, CancellationToken cancellationToken)
+    {
+        var (statePath, bytesPath) = LocateUpload(user, upload.Id);
+        using var checksumHash = checksum?.CreateHash();
+        await using var file = new FileStream(bytesPath, new FileStreamOptions
+        {
+            Mode = FileMode.Open,
+            Access = FileAccess.Write,
+            Share = FileShare.None,
+            BufferSize = 0, // the copy already writes in 84 KiB chunks
+        });
+        file.SetLength(upload.Offset);
+        file.Position = upload.Offset;
+        try
+        {
+            await HashingCopy.CopyAsync(content, file, maxBytes, cancellationToken, checksumHash);
+        }
+        catch (Exception) when (checksum is null && file.Position > upload.Offset)
+        {
+            // The connection broke (or the chunk ran past the limit): keep what arrived, as tus intends,
+            // except beyond the limit.
+            var kept = Math.Min(file.Position, upload.Offset + maxBytes);
+            file.SetLength(kept);
+            file.Flush(flushToDisk: true);
+            WriteUploadState(statePath, upload with { Offset = kept, ExpiresAt = expiresAt });
+            throw;
+        }
+        catch (Exception)
+        {
+            file.SetLength(upload.Offset);
+            throw;
+        }
+
+        if (checksum is not null && !checksumHash!.GetHashAndReset().AsSpan().SequenceEqual(checksum.Expected))
+        {
+            file.SetLength(upload.Offset);
+            throw new ChecksumMismatchException(checksum.Algorithm);
+        }
+
+        file.Flush(flushToDisk: true);
+        var appended = upload with { Offset = file.Position, ExpiresAt = expiresAt };
+        WriteUploadState(statePath, appended);
+        return appended;
+    }
+
+    public Task<UploadRecord> UpdateUploadAsync(UserId user, UploadRecord upload, CancellationToken cancellationToken)
+    {
+        WriteUploadState(LocateUpload(user, upload.Id).StatePath, upload);
+        return Task.FromResult(upload);
+    }
+
+    public async Task<(UploadRecord Upload, StoredFile File)> CompleteUploadAsync(
+        UserId user, UploadRecord upload, FileName file, string contentType, CancellationToken cancellationToken)
+    {
+        var (statePath, bytesPath) = LocateUpload(user, upload.Id);
+        // A completion interrupted by a crash after its bytes moved finds them in the claimed blob.
+        var source = upload.ContentId is { } claimed && !File.Exists(bytesPath)
+            ? Locate(user, file).BlobPath(claimed)
+            : bytesPath;
+        string sha256;
+        await using (var bytes = new FileStream(source, FileMode.Open, FileAccess.Read, FileShare.Read, 0, FileOptions.SequentialScan))
+        {
+            (_, sha256) = await HashingCopy.CopyAsync(bytes, Stream.Null, long.MaxValue, cancellationToken);
+        }
+
+        return Finish(user, upload, statePath, bytesPath, file, contentType, sha256);
+    }
+
+    public async Task<(UploadRecord Upload, StoredFile File)> ConcatenateAsync(
+        UserId user, UploadRecord final, IReadOnlyList<UploadRecord> partials, FileName file, string contentType,
+        long maxBytes, CancellationToken cancellationToken)
+    {
+        var (statePath, bytesPath) = LocateUpload(user, final.Id);
+        Directory.CreateDirectory(Path.GetDirectoryName(statePath)!);
+        WriteUploadState(statePath, final);
+        string sha256;
+        await using (var destination = new FileStream(bytesPath, new FileStreamOptions
+        {
+            Mode = FileMode.Create,
+            Access = FileAccess.Write,
+            Share = FileShare.None,
+            BufferSize = 0,
+        }))
+        {
+            // One pass over all partials: the hash of the concatenation is the file's SHA-256.
+            var concatenation = new ConcatenatedStream(partials.Select(partial => LocateUpload(user, partial.Id).BytesPath).ToList());
+            await using (concatenation)
+            {
+                (_, sha256) = await HashingCopy.CopyAsync(concatenation, destination, maxBytes, cancellationToken);
+            }
+
+            destination.Flush(flushToDisk: true);
+        }
+
+        var result = Finish(user, final with { Offset = final.Length!.Value }, statePath, bytesPath, file, contentType, sha256);
+        foreach (var partial in partials)
+        {
+            await DeleteUploadAsync(user, partial.Id, CancellationToken.None);
+        }
+
+        return result;
+    }
+
+    private (UploadRecord Upload, StoredFile File) Finish(
+        UserId user, UploadRecord upload, string statePath, string bytesPath, FileName file, string contentType, string sha256)
+    {
+        // Claim the blob before moving the bytes into it: a crash between the move and the record switch
+        // then leaves a blob that Recover keeps and the next HEAD commits, instead of an orphan it deletes.
+        var claimed = upload;
+        if (upload.ContentId is null)
+        {
+            claimed = upload with { ContentId = Guid.NewGuid().ToString("N") };
+            WriteUploadState(statePath, claimed);
+        }
+
+        var stored = Commit(Locate(user, file), bytesPath,
+            new StoredFile(file.Value, upload.Offset, sha256, contentType, _time.GetUtcNow()), claimed.ContentId);
+        var completed = claimed with { FileName = stored.Name };
+        WriteUploadState(statePath, completed);
+        return (completed, stored);
+    }
+
+    public Task<bool> DeleteUploadAsync(UserId user, string id, CancellationToken cancellationToken)
+    {
+        var (statePath, bytesPath) = LocateUpload(user, id);
+        var existed = File.Exists(statePath);
+        TryDelete(statePath);
+        TryDelete(bytesPath);
+        return Task.FromResult(existed);
+    }
+
+    public Task<int> DeleteExpiredUploadsAsync(DateTimeOffset now, Func<string, IDisposable?> tryLock, CancellationToken cancellationToken)
+    {
+        var removed = 0;
+        if (!Directory.Exists(UploadsDirectory))
+        {
+            return Task.FromResult(removed);
+        }
+
+        foreach (var statePath in Directory.EnumerateFiles(UploadsDirectory, "*.json", SearchOption.AllDirectories))
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var upload = ReadUploadState(statePath);
+            if (upload is not null && !upload.IsExpired(now))
+            {
+                continue;
+            }
+
+            using var held = tryLock(Path.GetFileNameWithoutExtension(statePath));
+            if (held is null)
+            {
+                continue; // being written right now; its request ends (and extends the expiry) or a later sweep gets it
+            }
+
+            TryDelete(statePath);
+            TryDelete(Path.ChangeExtension(statePath, ".bin"));
+            removed++;
+        }
+
+        return Task.FromResult(removed);
+    }
+
+    /// <summary>Content ids that unfinished tus completions have claimed (see <see cref="Finish"/>).</summary>
+    private HashSet<string> ClaimedContentIds()
+    {
+        var claimed = new HashSet<string>(StringComparer.Ordinal);
+        if (Directory.Exists(UploadsDirectory))
+        {
+            foreach (var statePath in Directory.EnumerateFiles(UploadsDirectory, "*.json", SearchOption.AllDirectories))
+            {
+                if (ReadUploadState(statePath) is { ContentId: { } contentId, FileName: null })
+                {
+                    claimed.Add(contentId);
+                }
+            }
+        }
+
+        return claimed;
+    }
+
+    private (string StatePath, string BytesPath) LocateUpload(UserId user, string id)
+    {
+        // Ids are generated by the service (hex); checked here too because they arrive in URLs.
+        if (id.Length != 32 || !id.All(char.IsAsciiHexDigitLower))
+        {
+            throw new ArgumentException("Not an upload id.", nameof(id));
+        }
+
+        var directory = Path.Combine(UploadsDirectory, HexSha256(user.Value));
+        return (Path.Combine(directory, id + ".json"), Path.Combine(directory, id + ".bin"));
+    }
+
+    private void WriteUploadState(string path, UploadRecord upload)
+    {
+        var tempPath = Path.Combine(_tempDirectory, Guid.NewGuid().ToString("N") + ".state");
+        try
+        {
+            using (var file = new FileStream(tempPath, FileMode.CreateNew, FileAccess.Write, FileShare.None))
+            {
+                JsonSerializer.Serialize(file, upload, UploadRecordJson.Default.UploadRecord);
+                file.Flush(flushToDisk: true);
+            }
+
+            File.Move(tempPath, path, overwrite: true);
+        }
+        catch
+        {
+            TryDelete(tempPath);
+            throw;
+        }
+    }
+
+    private UploadRecord? ReadUploadState(string path)
+    {
+        try
+        {
+            return JsonSerializer.Deserialize(File.ReadAllBytes(path), UploadRecordJson.Default.UploadRecord);
+        }
+        catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)
+        {
+            return null;
+        }
+        catch (JsonException ex)
+        {
+            LogUnreadableRecord(ex, path);
+            return null;
+        }
+    }
+
+    /// <summary>Reads several files one after the other as one stream.</summary>
+    private sealed class ConcatenatedStream(IReadOnlyList<string> paths) : Stream
+    {
+        private int _next;
+        private FileStream? _current;
+
+        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            while (true)
+            {
+                if (_current is null)
+                {
+                    if (_next == paths.Count)
+                    {
+                        return 0;
+                    }
+
+                    _current = new FileStream(paths[_next++], FileMode.Open, FileAccess.Read, FileShare.Read, 0, FileOptions.SequentialScan);
+                }
+
+                var read = await _current.ReadAsync(buffer, cancellationToken);
+                if (read > 0)
+                {
+                    return read;
+                }
+
+                await _current.DisposeAsync();
+                _current = null;
+            }
+        }
+
+        public override int Read(byte[] buffer, int offset, int count) =>
+            ReadAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
+
+        public override bool CanRead => true;
+        public override bool CanSeek => false;
+        public override bool CanWrite => false;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+        public override void Flush() { }
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing)
+            {
+                _current?.Dispose();
+            }
+
+            base.Dispose(disposing);
+        }
+    }
+}
+
+[JsonSerializable(typeof(UploadRecord))]
+internal sealed partial class UploadRecordJson : JsonSerializerContext;

@@ -1,0 +1,37 @@
+using Microsoft.Extensions.Options;
+using UploadService.Storage;
+
+namespace UploadService.Tus;
+
+/// <summary>Deletes expired uploads (and their bytes) every <see cref="TusOptions.SweepInterval"/>, starting at start-up.</summary>
+public sealed partial class ExpiredUploadSweeper(
+    IUploadStore store, UploadLocks locks, IOptions<TusOptions> options, TimeProvider time, ILogger<ExpiredUploadSweeper> logger)
+    : BackgroundService
+{
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        using var timer = new PeriodicTimer(options.Value.SweepInterval, time);
+        do
+        {
+            try
+            {
+                var removed = await store.DeleteExpiredUploadsAsync(time.GetUtcNow(), locks.TryAcquire, stoppingToken);
+                if (removed > 0)
+                {
+                    LogSwept(removed);
+                }
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                LogSweepFailed(ex);
+            }
+        }
+        while (await timer.WaitForNextTickAsync(stoppingToken));
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Deleted {Count} expired uploads")]
+    private partial void LogSwept(int count);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Sweeping expired uploads failed")]
+    private partial void LogSweepFailed(Exception exception);
+}
