@@ -8,8 +8,12 @@ public static class Npm
     private static readonly TimeSpan InstallTimeout = TimeSpan.FromMinutes(5);
     private static readonly Lazy<bool> Installed = new(() =>
     {
-        // The same quick, idempotent step the AppHost runs before `wrangler dev`.
-        Run(InstallTimeout, "install", "--no-audit", "--no-fund", "--loglevel=warn").ThrowIfFailed();
+        // CI (and a developer who ran the AppHost) already installed: then npm is not started at all, so
+        // this never races the AppHost's own install step, which the integration tests run in parallel.
+        if (!IsInstallCurrent())
+        {
+            Run(InstallTimeout, "install", "--no-audit", "--no-fund", "--loglevel=warn").ThrowIfFailed();
+        }
         return true;
     });
 
@@ -48,6 +52,14 @@ public static class Npm
             throw new TimeoutException($"{command} did not finish within {timeout}");
         }
         return new Result(command, process.ExitCode, stdout.Result + stderr.Result);
+    }
+
+    /// <summary>npm writes node_modules/.package-lock.json on every install; newer than the lockfile = current.</summary>
+    private static bool IsInstallCurrent()
+    {
+        var installed = new FileInfo(Path.Combine(WorkerDirectory, "node_modules", ".package-lock.json"));
+        var wanted = new FileInfo(Path.Combine(WorkerDirectory, "package-lock.json"));
+        return installed.Exists && installed.LastWriteTimeUtc >= wanted.LastWriteTimeUtc;
     }
 
     private static string FindWorkerDirectory()
