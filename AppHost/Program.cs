@@ -4,10 +4,9 @@ var builder = DistributedApplication.CreateBuilder(args);
 // (the same value `npm run token` uses); in production it is a wrangler secret.
 var authSecret = builder.AddParameter("auth-secret", secret: true);
 
-// Services
-var uploadService = builder.AddProject<Projects.UploadService>("upload-service")
-    .WithEnvironment("Storage__Root", builder.LocalDataPath("uploads"))
-    .WithHttpHealthCheck("/health");
+// Services: the upload service as a .NET project or as the image from UploadService/Dockerfile
+// (`--upload-service project|container|auto`, see "Local modes" in the README)
+var uploadService = builder.AddUploadService("upload-service");
 
 // Edge: the Worker and its per-user Durable Objects under `wrangler dev`, forwarding to the upload service
 builder.AddWorker("worker")

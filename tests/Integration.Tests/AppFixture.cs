@@ -35,6 +35,9 @@ public sealed class AppFixture : IAsyncLifetime
 
         var appHost = await DistributedApplicationTestingBuilder.CreateAsync<Projects.AppHost>(
             [
+                // The upload service as a .NET project, on any machine: container mode is checked by
+                // scripts/container-check.sh, and the heap limit below applies to the project resource.
+                "--UploadService:Mode=project",
                 $"--LocalData:Root={DataRoot}",
                 $"--Parameters:auth-secret={AuthSecret}",
                 $"--AppHost:DashboardApiKey={DashboardApiKey}",

@@ -1,6 +1,9 @@
 namespace Worker.Tests;
 
-/// <summary>Checks of the worker that are not vitest tests: strict TypeScript and the deployable wrangler.toml.</summary>
+/// <summary>
+/// Checks of the worker that are not vitest tests: strict TypeScript, the deployable wrangler.toml, and the
+/// committed Env types generated from it.
+/// </summary>
 public sealed class WorkerChecksTests
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromMinutes(3);
@@ -30,5 +33,16 @@ public sealed class WorkerChecksTests
         {
             outDir.Delete(recursive: true);
         }
+    }
+
+    [Fact]
+    public void Generated_env_types_match_wrangler_toml()
+    {
+        // `wrangler types --check` regenerates the Env interface from the TOML in memory and fails when the
+        // committed worker-configuration.d.ts differs: run `npm run types` after changing bindings.
+        Npm.EnsureInstalled();
+        var result = Npm.Run(Timeout, "exec", "--", "wrangler", "types", "--check");
+        Assert.True(result.ExitCode == 0,
+            $"worker-configuration.d.ts does not match wrangler.toml; run `npm run types` in worker/.\n{result.Output}");
     }
 }

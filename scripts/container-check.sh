@@ -1,0 +1,359 @@
+#!/usr/bin/env bash
+# Same image, same TOML: builds the unchanged UploadService/Dockerfile with podman, checks the image the
+# way the Durable Object uses it (HTTP on port 8000, as the non-root user), then runs the AppHost in
+# container mode against it and does a round trip through the Worker.
+#
+#   bash scripts/container-check.sh
+#
+# Made for machines with no Docker engine and no reachable image registry (like CI here): podman with
+# runc, and stand-in base images built locally and tagged with the exact names of the Dockerfile's FROM
+# lines, so the Dockerfile is built as it is. Everything the script writes lives outside the repo, in
+# $CONTAINER_CHECK_CACHE (default ~/.cache/upload-container-check); the stand-ins are kept there and in
+# podman's storage and reused by the next run. Prints one "PASS name" or "FAIL name" line per check,
+# "container-check: N passed, N failed" at the end, and exits non-zero when a check failed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DOCKERFILE=UploadService/Dockerfile
+CACHE=${CONTAINER_CHECK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/upload-container-check}
+MINBASE=localhost/container-check/minbase:bookworm
+APP_IMAGE=localhost/container-check/upload-service:latest
+CHECK_USER=container-check
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 WRANGLER_SEND_METRICS=false CLOUDFLARE_CF_FETCH_ENABLED=false
+
+passed=0 failed=0
+script_start=$SECONDS
+step_start=$SECONDS
+WORK=$(mktemp -d)
+app_container="" apphost_pid=""
+
+log() { echo "container-check: $*"; }
+pass() { passed=$((passed + 1)); echo "PASS $1"; }
+fail() { failed=$((failed + 1)); echo "FAIL $1${2:+: $2}"; }
+step() { step_start=$SECONDS; echo; log "== $*"; }
+took() { log "   $1 took $((SECONDS - step_start)) s"; }
+finish() {
+  log "total $((SECONDS - script_start)) s"
+  echo "container-check: $passed passed, $failed failed"
+  [ "$failed" -eq 0 ]
+}
+
+cleanup() {
+  if [ -n "$app_container" ]; then podman rm -f "$app_container" >/dev/null 2>&1 || true; fi
+  if [ -n "$apphost_pid" ] && kill -0 "$apphost_pid" 2>/dev/null; then
+    kill -TERM "$apphost_pid" 2>/dev/null || true
+    wait "$apphost_pid" 2>/dev/null || true
+  fi
+  rm -rf "$WORK" 2>/dev/null || true
+}
+trap cleanup EXIT
+trap 'exit 143' TERM INT   # so that a timeout or Ctrl+C still runs the cleanup
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# Polls a URL until it answers 200 or the deadline passes.
+wait_for_200() {
+  local url=$1 deadline=$((SECONDS + $2))
+  while [ $SECONDS -lt $deadline ]; do
+    if [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$url" || true)" = 200 ]; then return 0; fi
+    sleep 1
+  done
+  return 1
+}
+
+# ---------------------------------------------------------------------------------------------------------
+step "prerequisites: podman, runc, debootstrap"
+if [ "$(id -u)" != 0 ]; then
+  fail "runs as root" "apt-get, debootstrap and rootful podman need root"; finish; exit 1
+fi
+missing=()
+for tool in podman:podman runc:runc debootstrap:debootstrap curl:curl python3:python3 sha256sum:coreutils; do
+  command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing ${missing[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+mkdir -p "$CACHE"
+# crun rejects this machine kind's hybrid cgroups and raising ulimits is not permitted: runc, explicit
+# limits. CONTAINERS_CONF is inherited by everything started below, the AppHost's orchestrator included.
+cat >"$CACHE/containers.conf" <<'EOF'
+[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+
+[engine]
+runtime = "runc"
+EOF
+export CONTAINERS_CONF=$CACHE/containers.conf
+podman --version
+took prerequisites
+
+# ---------------------------------------------------------------------------------------------------------
+step "stand-in base images for the Dockerfile's FROM lines"
+mapfile -t from_images < <(sed -nE 's/^FROM +(--platform=[^ ]+ +)?([^ ]+).*/\2/p' "$DOCKERFILE" | sort -u)
+log "the Dockerfile uses: ${from_images[*]}"
+dotnet_root=$(dirname "$(readlink -f "$(command -v dotnet)")")
+dotnet_sdk=$(dotnet --version)
+standin_key="dotnet-$dotnet_sdk/v2"   # bump v1 when the recipes below change
+
+has_image_with_key() {
+  [ "$(podman image inspect --format '{{ index .Labels "container-check.key" }}' "$1" 2>/dev/null || true)" = "$standin_key" ]
+}
+
+if ! podman image exists "$MINBASE"; then
+  # Debian minbase with what the .NET runtime loads (ICU, OpenSSL, zlib) and the CA bundle; the mirror is
+  # this machine's own apt source.
+  mirror=$(sed -nE 's/^URIs: *([^ ]+).*/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | grep -v security | head -n 1 || true)
+  [ -n "$mirror" ] || mirror=$(awk '$1 == "deb" && $0 !~ /security/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
+  [ -n "$mirror" ] || { fail "minbase rootfs" "no Debian mirror found in the apt sources"; finish; exit 1; }
+  log "debootstrap --variant=minbase bookworm (about a minute)"
+  mkdir -p "$WORK/rootfs"
+  debootstrap --variant=minbase --include=ca-certificates,libicu72,libssl3,zlib1g \
+    bookworm "$WORK/rootfs" "$mirror" >"$WORK/debootstrap.log" 2>&1 \
+    || { tail -n 20 "$WORK/debootstrap.log"; fail "minbase rootfs" "debootstrap failed"; finish; exit 1; }
+  rm -rf "$WORK"/rootfs/var/cache/apt/archives/*.deb "$WORK"/rootfs/var/lib/apt/lists/*
+  tar -C "$WORK/rootfs" -c . | podman import --quiet - "$MINBASE" >/dev/null
+  rm -rf "$WORK/rootfs"
+  log "imported $MINBASE"
+else
+  log "cached: $MINBASE"
+fi
+
+# The runtime stand-in: like mcr.microsoft.com/dotnet/aspnet, the shared runtimes (here: the host's) and
+# user "app" with uid 1654.
+cat >"$CACHE/aspnet.Containerfile" <<'EOF'
+ARG BASE
+FROM $BASE
+RUN mkdir -p /usr/share/dotnet/shared \
+ && cp -a /host-dotnet/dotnet /host-dotnet/host /host-dotnet/LICENSE.txt /usr/share/dotnet/ \
+ && cp -a /host-dotnet/shared/Microsoft.NETCore.App /host-dotnet/shared/Microsoft.AspNetCore.App /usr/share/dotnet/shared/ \
+ && ln -s /usr/share/dotnet/dotnet /usr/bin/dotnet \
+ && echo 'app:x:1654:1654::/home/app:/bin/sh' >>/etc/passwd \
+ && echo 'app:x:1654:' >>/etc/group \
+ && mkdir -p /home/app && chown 1654:1654 /home/app
+ENV APP_UID=1654 ASPNETCORE_HTTP_PORTS=8080 DOTNET_RUNNING_IN_CONTAINER=true
+EOF
+# The SDK stand-in: the host's whole dotnet root, and the host's extra CA certificates, because restore
+# inside the build goes out through the same TLS-intercepting proxy the host trusts.
+cat >"$CACHE/sdk.Containerfile" <<'EOF'
+ARG BASE
+FROM $BASE
+RUN cp -a /host-dotnet /usr/share/dotnet \
+ && ln -s /usr/share/dotnet/dotnet /usr/bin/dotnet \
+ && { cp /host-ca/*.crt /usr/local/share/ca-certificates/ 2>/dev/null || true; } \
+ && update-ca-certificates >/dev/null \
+ && echo 'app:x:1654:1654::/home/app:/bin/sh' >>/etc/passwd \
+ && echo 'app:x:1654:' >>/etc/group
+ENV APP_UID=1654 DOTNET_RUNNING_IN_CONTAINER=true DOTNET_NOLOGO=1 DOTNET_CLI_TELEMETRY_OPTOUT=1 \
+    NUGET_CERT_REVOCATION_MODE=offline
+EOF
+
+for image in "${from_images[@]}"; do
+  case "$image" in
+    */dotnet/aspnet:*) recipe=aspnet ;;
+    */dotnet/sdk:*) recipe=sdk ;;
+    *) fail "stand-in for $image" "no recipe for this base image"; continue ;;
+  esac
+  if has_image_with_key "$image"; then log "cached: $image ($recipe stand-in)"; continue; fi
+  t0=$SECONDS
+  podman build --quiet --pull=never --build-arg "BASE=$MINBASE" --label "container-check.key=$standin_key" \
+    -v "$dotnet_root:/host-dotnet:ro" -v /usr/local/share/ca-certificates:/host-ca:ro \
+    -f "$CACHE/$recipe.Containerfile" -t "$image" "$CACHE" >/dev/null \
+    || { fail "stand-in for $image"; continue; }
+  log "built $image ($recipe stand-in) in $((SECONDS - t0)) s"
+done
+took "base images"
+
+# ---------------------------------------------------------------------------------------------------------
+step "build the image from the unchanged $DOCKERFILE"
+# The build context is the repository root, as in worker/wrangler.toml (image_build_context = "..").
+if podman build --pull=never -f "$DOCKERFILE" -t "$APP_IMAGE" . >"$WORK/build.log" 2>&1; then
+  pass "image builds from the unchanged $DOCKERFILE ($((SECONDS - step_start)) s)"
+else
+  tail -n 30 "$WORK/build.log"
+  fail "image builds from the unchanged $DOCKERFILE"
+  finish; exit 1
+fi
+took "image build"
+
+# ---------------------------------------------------------------------------------------------------------
+step "run the image: HTTP on port 8000 as the non-root user"
+port=$(free_port)
+app_container=container-check-$$
+if ! podman run -d --rm --name "$app_container" --platform linux/amd64 -p "127.0.0.1:$port:8000" "$APP_IMAGE" >/dev/null; then
+  fail "the image starts"; finish; exit 1
+fi
+base=http://127.0.0.1:$port
+if wait_for_200 "$base/health" 60; then
+  pass "container answers GET /health on port 8000 ($((SECONDS - step_start)) s after start)"
+else
+  podman logs "$app_container" 2>&1 | tail -n 20
+  fail "container answers GET /health on port 8000"
+fi
+
+# Round trip: the stored file's sha256 (in the 201 body and as the download) equals the sent file's.
+head -c 3000000 /dev/urandom >"$WORK/sample.bin"
+expected=$(sha256sum "$WORK/sample.bin" | cut -d' ' -f1)
+status=$(curl -s -o "$WORK/put.json" -w '%{http_code}' -H "X-User-Id: $CHECK_USER" \
+  -H 'Content-Type: application/octet-stream' -T "$WORK/sample.bin" "$base/files/check/sample.bin" || true)
+if [ "$status" = 201 ] && grep -q "\"sha256\":\"$expected\"" "$WORK/put.json"; then
+  pass "PUT /files/check/sample.bin -> 201 with the sent file's sha256"
+else
+  fail "PUT /files/check/sample.bin -> 201 with the sent file's sha256" "status $status, body $(head -c 300 "$WORK/put.json")"
+fi
+status=$(curl -s -o "$WORK/get.bin" -w '%{http_code}' -H "X-User-Id: $CHECK_USER" "$base/files/check/sample.bin" || true)
+if [ "$status" = 200 ] && [ "$(sha256sum "$WORK/get.bin" | cut -d' ' -f1)" = "$expected" ]; then
+  pass "GET /files/check/sample.bin returns the same bytes (sha256)"
+else
+  fail "GET /files/check/sample.bin returns the same bytes (sha256)" "status $status"
+fi
+
+# Bad input is refused with problem details.
+status=$(curl -s -o "$WORK/bad.json" -w '%{http_code}|%{content_type}' -H "X-User-Id: $CHECK_USER" \
+  --data-binary x -X PUT "$base/files/a//b" || true)
+if [ "${status%%|*}" = 400 ] && [[ "${status#*|}" == application/problem+json* ]]; then
+  pass "PUT /files/a//b (empty segment) -> 400 application/problem+json"
+else
+  fail "PUT /files/a//b (empty segment) -> 400 application/problem+json" "got $status"
+fi
+
+# The service process (pid 1) runs as the Dockerfile's user, and that user owns what it stored.
+uid=$(podman exec "$app_container" sh -c 'awk "/^Uid:/ {print \$2}" /proc/1/status' 2>/dev/null || true)
+if [ "$uid" = 1654 ]; then pass "the service runs as uid 1654 (non-root)"; else fail "the service runs as uid 1654 (non-root)" "uid '$uid'"; fi
+owners=$(podman exec "$app_container" find /data -type f -printf '%U\n' 2>/dev/null | sort -u | tr '\n' ' ' || true)
+if [ "$owners" = "1654 " ]; then pass "files under /data belong to uid 1654"; else fail "files under /data belong to uid 1654" "owners '$owners'"; fi
+
+podman rm -f "$app_container" >/dev/null 2>&1 || true
+app_container=""
+took "container checks"
+
+# ---------------------------------------------------------------------------------------------------------
+step "wrangler deploy --dry-run builds the image from wrangler.toml's [[containers]] entry"
+# Without --containers-rollout=none, the dry run builds the image itself: `docker build --load --platform
+# linux/amd64 --provenance=false -f - CONTEXT` with the Dockerfile on stdin. Podman 4.3 knows neither flag
+# and cannot read node's stdin socket, so a small docker stand-in drops the two flags and spools stdin.
+cat >"$WORK/docker" <<'WRAPPER'
+#!/usr/bin/env bash
+args=() spool=""
+for arg in "$@"; do
+  case "$arg" in
+    --load|--provenance=*) ;;
+    -) spool=$(mktemp); cat >"$spool"; args+=("$spool") ;;
+    *) args+=("$arg") ;;
+  esac
+done
+echo "docker $*" >>"$(dirname "$0")/docker-calls.log"
+status=0; podman "${args[@]}" || status=$?
+[ -z "$spool" ] || rm -f "$spool"
+exit "$status"
+WRAPPER
+chmod +x "$WORK/docker"
+(cd worker && WRANGLER_DOCKER_BIN="$WORK/docker" npx --no-install wrangler deploy --dry-run --outdir "$WORK/dry-run") \
+  </dev/null >"$WORK/dry-run.log" 2>&1 && dry_run=0 || dry_run=$?
+if [ "$dry_run" = 0 ] && grep -q -- '--dry-run: exiting now' "$WORK/dry-run.log" \
+  && grep -q '^docker build .*--platform linux/amd64' "$WORK/docker-calls.log" \
+  && ! grep -q '\[WARNING\]' "$WORK/dry-run.log"; then
+  pass "wrangler deploy --dry-run builds the image for linux/amd64 and validates the TOML ($((SECONDS - step_start)) s)"
+  sed 's/^/container-check:    wrangler ran: /' "$WORK/docker-calls.log"
+else
+  tail -n 30 "$WORK/dry-run.log"
+  fail "wrangler deploy --dry-run builds the image for linux/amd64 and validates the TOML" "exit $dry_run"
+fi
+took "wrangler dry run"
+
+# ---------------------------------------------------------------------------------------------------------
+step "AppHost in container mode: a round trip through the Worker"
+# The AppHost builds the image itself (AddDockerfile, through podman) from the same Dockerfile and context.
+# Aspire's container network tunnel is built on an image that cannot be pulled here: without it the
+# container reaches the host at host.containers.internal (telemetry from the container is lost here).
+export ASPIRE_CONTAINER_RUNTIME=podman ASPIRE_ENABLE_CONTAINER_TUNNEL=false
+# Every process started below inherits this marker: what still carries it after the stop is a leftover.
+export CONTAINER_CHECK_RUN="run-$$-$RANDOM"
+marked_processes() {   # "pid command" of each, leaving out this script's own shell tools
+  local environ pid cmd
+  for environ in /proc/[0-9]*/environ; do
+    grep -qsz "^CONTAINER_CHECK_RUN=$CONTAINER_CHECK_RUN\$" "$environ" 2>/dev/null || continue
+    pid=${environ#/proc/}; pid=${pid%/environ}
+    case "$(cat "/proc/$pid/comm" 2>/dev/null)" in ''|bash|sh|grep|sed|awk|tr|cut|sort|uniq|xargs|cat|sleep|curl|basename) continue ;; esac
+    cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | cut -c1-100) && [ -n "$cmd" ] && echo "$pid $cmd"
+  done
+  return 0
+}
+worker_port=$(free_port)
+data_root=$WORK/data
+dotnet build AppHost -nologo -v q >"$WORK/apphost-build.log" 2>&1 || { tail -n 20 "$WORK/apphost-build.log"; fail "AppHost builds"; finish; exit 1; }
+dotnet run --project AppHost --no-build -- \
+  --upload-service container \
+  --Worker:Port="$worker_port" \
+  --LocalData:Root="$data_root" \
+  --ASPNETCORE_URLS="http://127.0.0.1:$(free_port)" \
+  --ASPIRE_DASHBOARD_OTLP_ENDPOINT_URL="http://127.0.0.1:$(free_port)" \
+  --ASPIRE_DASHBOARD_OTLP_HTTP_ENDPOINT_URL="http://127.0.0.1:$(free_port)" \
+  --ASPIRE_RESOURCE_SERVICE_ENDPOINT_URL="http://127.0.0.1:$(free_port)" \
+  </dev/null >"$WORK/apphost.log" 2>&1 &
+apphost_pid=$!
+worker=http://127.0.0.1:$worker_port
+# The Worker waits for the upload service to be healthy, so its /health means both are up.
+if wait_for_200 "$worker/health" 240; then
+  pass "AppHost (container mode) starts the image and the Worker ($((SECONDS - step_start)) s)"
+else
+  tail -n 40 "$WORK/apphost.log"
+  fail "AppHost (container mode) starts the image and the Worker"
+fi
+if grep -q "upload-service runs as a container" "$WORK/apphost.log"; then
+  pass "AppHost says: $(grep -o 'upload-service runs as a container.*' "$WORK/apphost.log" | head -n 1)"
+else
+  fail "AppHost logs that upload-service runs as a container"
+fi
+if [ -n "$(podman ps --filter name=upload-service --format '{{.Names}}')" ]; then
+  pass "the upload service runs as a podman container ($(podman ps --filter name=upload-service --format '{{.Image}}' | head -n 1))"
+else
+  fail "the upload service runs as a podman container"
+fi
+
+token=$(cd worker && npm run -s token -- "$CHECK_USER" | tail -n 1) || token=""
+status=$(curl -s -o "$WORK/wput.json" -w '%{http_code}' -H "Authorization: Bearer $token" \
+  -T "$WORK/sample.bin" "$worker/files/through-worker/sample.bin" || true)
+if [ "$status" = 201 ] && grep -q "\"sha256\":\"$expected\"" "$WORK/wput.json"; then
+  pass "PUT through the Worker -> 201 with the sent file's sha256"
+else
+  fail "PUT through the Worker -> 201 with the sent file's sha256" "status $status, body $(head -c 300 "$WORK/wput.json" 2>/dev/null)"
+fi
+status=$(curl -s -o "$WORK/wget.bin" -w '%{http_code}' -H "Authorization: Bearer $token" "$worker/files/through-worker/sample.bin" || true)
+if [ "$status" = 200 ] && [ "$(sha256sum "$WORK/wget.bin" | cut -d' ' -f1)" = "$expected" ]; then
+  pass "GET through the Worker returns the same bytes (sha256)"
+else
+  fail "GET through the Worker returns the same bytes (sha256)" "status $status"
+fi
+# The file landed in the bind-mounted data folder on the host, written by the container's user.
+owners=$(find "$data_root/container-uploads" -type f -printf '%U\n' 2>/dev/null | sort -u | tr '\n' ' ')
+if [ "$owners" = "1654 " ]; then
+  pass "the file is in the host's data folder (bind mount), owned by uid 1654"
+else
+  fail "the file is in the host's data folder (bind mount), owned by uid 1654" "owners '$owners'"
+fi
+log "processes of this run while it is up:$(marked_processes | awk '{n = split($2, p, "/"); print p[n]}' | sort | uniq -c | awk '{printf " %s x%s", $2, $1}')"
+
+# Stop it the way a developer does (SIGTERM): nothing it started may survive.
+kill -TERM "$apphost_pid" 2>/dev/null || true
+deadline=$((SECONDS + 60))
+while kill -0 "$apphost_pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 1; done
+if kill -0 "$apphost_pid" 2>/dev/null; then
+  fail "AppHost exits on SIGTERM within 60 s"
+  kill -KILL "$apphost_pid" 2>/dev/null || true
+fi
+apphost_pid=""
+deadline=$((SECONDS + 30))
+while [ $SECONDS -lt $deadline ]; do
+  leftovers=$(marked_processes; podman ps -a --filter name=upload-service --format '{{.Names}}')
+  [ -z "$leftovers" ] && break
+  sleep 1
+done
+if [ -z "$leftovers" ]; then
+  pass "after SIGTERM no container, workerd or dcp of this run is left ($((SECONDS - step_start)) s)"
+else
+  fail "after SIGTERM no container, workerd or dcp of this run is left" "$(echo "$leftovers" | tr '\n' ';')"
+fi
+# The AppHost tags each build of the image anew; drop those tags (the layers stay cached).
+podman images --format '{{.Repository}}:{{.Tag}}' | grep '^localhost/upload-service:' | xargs -r podman rmi >/dev/null 2>&1 || true
+took "AppHost container mode"
+finish
