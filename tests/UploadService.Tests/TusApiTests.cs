@@ -12,6 +12,8 @@ namespace UploadService.Tests;
 public sealed class TusApiTests(UploadServiceFactory service) : IClassFixture<UploadServiceFactory>
 {
     private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(10);
+    // Generous: on a loaded 2-core CI machine the first request's handler can start late.
+    private static readonly TimeSpan LockDeadline = TimeSpan.FromSeconds(30);
 
     [Fact]
     public async Task Options_advertises_version_extensions_max_size_and_checksums()
@@ -385,8 +387,10 @@ public sealed class TusApiTests(UploadServiceFactory service) : IClassFixture<Up
     [Fact]
     public async Task A_concurrent_patch_is_423_and_the_lock_ends_with_the_request_even_when_it_is_aborted()
     {
+        // The whole limit: StallingContent's trickle takes about 100 s to send that much, far longer than the test.
+        const int size = (int)UploadServiceFactory.MaxFileBytes;
         var user = NewUser();
-        var location = await CreateAsync(user, 10_000, "locked.bin");
+        var location = await CreateAsync(user, size, "locked.bin");
 
         var started = new TaskCompletionSource();
         var release = new TaskCompletionSource();
@@ -395,16 +399,16 @@ public sealed class TusApiTests(UploadServiceFactory service) : IClassFixture<Up
         slow.Headers.Add("Upload-Offset", "0");
         slow.Content = new StallingContent(1000, started, release.Task);
         slow.Content.Headers.ContentType = new MediaTypeHeaderValue(TusProtocol.OffsetContentType);
-        slow.Content.Headers.ContentLength = 10_000;
+        slow.Content.Headers.ContentLength = size;
         var first = service.Client.SendAsync(slow, abort.Token);
         await started.Task.WaitAsync(Deadline);
 
         // Poll until the server holds the lock (the first bytes have reached the handler).
         var locked = false;
-        for (var until = DateTime.UtcNow + Deadline; !locked && DateTime.UtcNow < until; await Task.Delay(20))
+        for (var until = DateTime.UtcNow + LockDeadline; !locked && DateTime.UtcNow < until; await Task.Delay(20))
         {
             // A wrong offset: 423 while the lock is held, else 409, so the probe never writes.
-            using var second = await PatchAsync(user, location, 9_999, "x"u8.ToArray());
+            using var second = await PatchAsync(user, location, size - 1, "x"u8.ToArray());
             locked = second.StatusCode == HttpStatusCode.Locked;
             if (locked)
             {
@@ -425,12 +429,12 @@ public sealed class TusApiTests(UploadServiceFactory service) : IClassFixture<Up
         for (var until = DateTime.UtcNow + Deadline; status != HttpStatusCode.NoContent && DateTime.UtcNow < until; await Task.Delay(20))
         {
             var offset = await OffsetAsync(user, location);
-            using var resumed = await PatchAsync(user, location, offset, Names.Bytes((int)(10_000 - offset)));
+            using var resumed = await PatchAsync(user, location, offset, Names.Bytes((int)(size - offset)));
             status = resumed.StatusCode;
         }
 
         Assert.Equal(HttpStatusCode.NoContent, status);
-        Assert.Equal(10_000, (await ListedAsync(user, "locked.bin"))!.Size);
+        Assert.Equal(size, (await ListedAsync(user, "locked.bin"))!.Size);
     }
 
     [Fact]
@@ -687,6 +691,10 @@ public sealed class TusApiTests(UploadServiceFactory service) : IClassFixture<Up
     }
 
     /// <summary>Sends <paramref name="first"/> bytes, signals, then waits (a client stalled mid-chunk).</summary>
+    /// <summary>
+    /// Sends <paramref name="first"/> bytes, then trickles 64 bytes every 100 ms until released: slow, but above
+    /// Kestrel's minimum request body data rate (240 B/s), so the server keeps the request (and its lock) open.
+    /// </summary>
     private sealed class StallingContent(int first, TaskCompletionSource started, Task release) : HttpContent
     {
         protected override async Task SerializeToStreamAsync(Stream stream, TransportContext? context) =>
@@ -697,7 +705,14 @@ public sealed class TusApiTests(UploadServiceFactory service) : IClassFixture<Up
             await stream.WriteAsync(Names.Bytes(first), cancellationToken);
             await stream.FlushAsync(cancellationToken);
             started.TrySetResult();
-            await release.WaitAsync(cancellationToken);
+            var trickle = Names.Bytes(64);
+            while (!release.IsCompleted)
+            {
+                await Task.WhenAny(release, Task.Delay(100, cancellationToken));
+                cancellationToken.ThrowIfCancellationRequested();
+                await stream.WriteAsync(trickle, cancellationToken);
+                await stream.FlushAsync(cancellationToken);
+            }
         }
 
         protected override bool TryComputeLength(out long length)
