@@ -63,6 +63,59 @@ public static class UploadServiceExtensions
 #pragma warning restore ASPIRECERTIFICATES001
     }
 
+    /// <summary>Configuration key of the storage backend; `--storage filesystem|s3` sets it too.</summary>
+    public const string StorageKey = "Storage:Provider";
+    private const string StorageSwitch = "storage";
+    private const string LocalBucket = "uploads";
+    private const string LocalS3Key = "S3RVER"; // s3rver's built-in account, local only
+
+    /// <summary>
+    /// With `--storage s3` (or `Storage:Provider=s3`): runs s3rver, a local S3-compatible server from
+    /// tests/s3-server (npm), with its data in `.data/s3/`, and points the upload service's s3 backend at its
+    /// bucket, as R2 holds the files in production. With `filesystem` (the default) the service keeps its
+    /// files on its own disk and nothing is added.
+    /// </summary>
+    public static IResourceBuilder<IResourceWithEndpoints> WithSelectedStorage(
+        this IResourceBuilder<IResourceWithEndpoints> uploadService, string s3Name)
+    {
+        var builder = uploadService.ApplicationBuilder;
+        var provider = builder.Configuration[StorageSwitch] ?? builder.Configuration[StorageKey] ?? "filesystem";
+        if (provider.Equals("filesystem", StringComparison.OrdinalIgnoreCase))
+        {
+            return uploadService;
+        }
+        if (!provider.Equals("s3", StringComparison.OrdinalIgnoreCase))
+        {
+            AppHostExtensions.ExitWithError($"unknown storage '{provider}' ({StorageKey} / --{StorageSwitch}): use filesystem or s3.");
+        }
+
+        var serverDirectory = Path.Combine(builder.RepositoryRoot(), "tests", "s3-server");
+        var install = builder.AddExecutable($"{s3Name}-install", "npm", serverDirectory,
+                "install", "--no-audit", "--no-fund", "--loglevel=warn")
+            .ExcludeFromManifest();
+        var s3 = builder.AddExecutable(s3Name, "node", serverDirectory, "node_modules/s3rver/bin/s3rver.js",
+                "--directory", builder.LocalDataPath("s3"), "--address", "127.0.0.1",
+                "--configure-bucket", LocalBucket, "--no-vhost-buckets")
+            .WithHttpEndpoint(name: "http")
+            .WithHttpHealthCheck("/")
+            .WaitForCompletion(install)
+            .ExcludeFromManifest();
+        var endpoint = s3.GetEndpoint("http");
+        s3.WithArgs(context => context.Args.Add(ReferenceExpression.Create($"--port={endpoint.Property(EndpointProperty.TargetPort)}")));
+        install.WithParentRelationship(s3);
+
+        // Both modes' resources (project, container) take environment and wait: reach them through those interfaces.
+        builder.CreateResourceBuilder((IResourceWithEnvironment)uploadService.Resource)
+            .WithEnvironment("Storage__Provider", "s3")
+            .WithEnvironment("Storage__S3__ServiceUrl", endpoint)
+            .WithEnvironment("Storage__S3__Bucket", LocalBucket)
+            .WithEnvironment("Storage__S3__AccessKeyId", LocalS3Key)
+            .WithEnvironment("Storage__S3__SecretAccessKey", LocalS3Key)
+            .WithEnvironment("Storage__S3__Region", "auto");
+        builder.CreateResourceBuilder((IResourceWithWaitSupport)uploadService.Resource).WaitFor(s3);
+        return uploadService;
+    }
+
     /// <summary>The mode asked for, with `auto` resolved by asking the container engine Aspire would use.</summary>
     public static (UploadServiceMode Mode, string Reason) ResolveUploadServiceMode(this IDistributedApplicationBuilder builder)
     {

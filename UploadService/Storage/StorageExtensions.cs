@@ -8,34 +8,77 @@ public static class StorageExtensions
     public const string DefaultRoot = ".data";
 
     /// <summary>
-    /// Registers the file store. <c>Storage:Root</c> names its folder (relative paths are resolved
-    /// against the content root). The store is opened, and so recovered, at start-up rather than on the
-    /// first request; either way the singleton is built once, before any request can use it.
+    /// Registers the file store chosen by <c>Storage:Provider</c>: <c>filesystem</c> (the default) keeps files
+    /// and unfinished uploads under <c>Storage:Root</c> (relative paths are resolved against the content
+    /// root); <c>s3</c> keeps both in the bucket named by <c>Storage:S3:*</c> (<see cref="S3FileStore"/>) and
+    /// uses <c>Storage:Root</c> only for scratch files of parts in flight. The store is opened (and so
+    /// recovered) at start-up rather than on the first request.
     /// </summary>
     public static TBuilder AddFileStore<TBuilder>(this TBuilder builder) where TBuilder : IHostApplicationBuilder
     {
-        // Resolved when the store is built, so that configuration added after this call still counts.
+        // Settings are resolved when a store is built, so that configuration added after this call still counts;
+        // the provider is chosen here, from the configuration the host builder has.
+        builder.Services.AddSingleton(services => new FileSystemFileStore(
+            StorageRoot(services),
+            services.GetService<TimeProvider>(),
+            services.GetRequiredService<ILogger<FileSystemFileStore>>()));
         builder.Services.AddSingleton(services =>
         {
-            var root = services.GetRequiredService<IConfiguration>()["Storage:Root"];
-            var contentRoot = services.GetRequiredService<IHostEnvironment>().ContentRootPath;
-            return new FileSystemFileStore(
-                Path.GetFullPath(string.IsNullOrWhiteSpace(root) ? DefaultRoot : root, contentRoot),
+            var s3 = services.GetRequiredService<IConfiguration>().GetSection("Storage:S3");
+            return new S3FileStore(
+                new S3StoreOptions
+                {
+                    ServiceUrl = Required(s3, "ServiceUrl"),
+                    Bucket = Required(s3, "Bucket"),
+                    AccessKeyId = Required(s3, "AccessKeyId"),
+                    SecretAccessKey = Required(s3, "SecretAccessKey"),
+                    Region = s3["Region"] is { Length: > 0 } region ? region : "auto",
+                    PartSizeBytes = s3.GetValue("PartSizeBytes", 16L * 1024 * 1024),
+                    ScratchDirectory = Path.Combine(StorageRoot(services), "s3-scratch"),
+                },
                 services.GetService<TimeProvider>(),
-                services.GetRequiredService<ILogger<FileSystemFileStore>>());
+                services.GetRequiredService<ILogger<S3FileStore>>());
         });
-        builder.Services.AddSingleton<IFileStore>(services => services.GetRequiredService<FileSystemFileStore>());
-        builder.Services.AddSingleton<IUploadStore>(services => services.GetRequiredService<FileSystemFileStore>());
+
+        var provider = builder.Configuration["Storage:Provider"];
+        if (string.Equals(provider, "s3", StringComparison.OrdinalIgnoreCase))
+        {
+            builder.Services.AddSingleton<IFileStore>(services => services.GetRequiredService<S3FileStore>());
+            builder.Services.AddSingleton<IUploadStore>(services => services.GetRequiredService<S3FileStore>());
+        }
+        else if (string.IsNullOrEmpty(provider) || string.Equals(provider, "filesystem", StringComparison.OrdinalIgnoreCase))
+        {
+            builder.Services.AddSingleton<IFileStore>(services => services.GetRequiredService<FileSystemFileStore>());
+            builder.Services.AddSingleton<IUploadStore>(services => services.GetRequiredService<FileSystemFileStore>());
+        }
+        else
+        {
+            throw new InvalidOperationException($"Storage:Provider must be 'filesystem' or 's3', not '{provider}'.");
+        }
+
         builder.Services.AddHostedService<FileStoreOpener>();
         return builder;
     }
 
+    private static string StorageRoot(IServiceProvider services)
+    {
+        var root = services.GetRequiredService<IConfiguration>()["Storage:Root"];
+        var contentRoot = services.GetRequiredService<IHostEnvironment>().ContentRootPath;
+        return Path.GetFullPath(string.IsNullOrWhiteSpace(root) ? DefaultRoot : root, contentRoot);
+    }
+
+    private static string Required(IConfigurationSection section, string key) =>
+        section[key] is { Length: > 0 } value
+            ? value
+            : throw new InvalidOperationException($"Storage:Provider is s3 but {section.Path}:{key} is not set.");
+
     // Opening the store sweeps orphans from a previous crash; doing it here keeps that off the first request.
-    private sealed class FileStoreOpener(IFileStore store) : IHostedService
+    private sealed class FileStoreOpener(IFileStore files, IUploadStore uploads) : IHostedService
     {
         public Task StartAsync(CancellationToken cancellationToken)
         {
-            GC.KeepAlive(store);
+            GC.KeepAlive(files);
+            GC.KeepAlive(uploads);
             return Task.CompletedTask;
         }
 

@@ -12,7 +12,7 @@ namespace Integration.Tests;
 /// (workerd running the Worker and the UserAppContainer Durable Object) and the Aspire dashboard, which
 /// receives the telemetry of both. Files go to a temporary folder that is removed afterwards.
 /// </summary>
-public sealed class AppFixture : IAsyncLifetime
+public class AppFixture : IAsyncLifetime
 {
     public static readonly TimeSpan StartTimeout = TimeSpan.FromMinutes(4);
 
@@ -28,6 +28,9 @@ public sealed class AppFixture : IAsyncLifetime
     public Uri WorkerUrl { get; private set; } = null!;
     public Uri UploadServiceUrl { get; private set; } = null!;
     public Uri DashboardUrl { get; private set; } = null!;
+
+    /// <summary>AppHost arguments a variant of the fixture adds (e.g. <c>--storage=s3</c>).</summary>
+    protected virtual IEnumerable<string> ExtraArguments => [];
 
     public async Task InitializeAsync()
     {
@@ -46,6 +49,7 @@ public sealed class AppFixture : IAsyncLifetime
                 $"--ASPIRE_DASHBOARD_OTLP_HTTP_ENDPOINT_URL=http://127.0.0.1:{FreePort()}",
                 $"--ASPIRE_RESOURCE_SERVICE_ENDPOINT_URL=http://127.0.0.1:{FreePort()}",
                 "--ASPIRE_ALLOW_UNSECURED_TRANSPORT=true",
+                .. ExtraArguments,
             ],
             // The dashboard is on so that the telemetry tests read traces the way a developer sees them.
             (options, _) => options.DisableDashboard = false,
@@ -91,7 +95,7 @@ public sealed class AppFixture : IAsyncLifetime
         try { Directory.Delete(DataRoot, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
     }
 
-    private static int FreePort()
+    protected static int FreePort()
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();
@@ -103,4 +107,21 @@ public sealed class AppFixture : IAsyncLifetime
 public sealed class AppCollection : ICollectionFixture<AppFixture>
 {
     public const string Name = "app";
+}
+
+/// <summary>
+/// The same AppHost with <c>--storage=s3</c>: the upload service keeps everything in a bucket of the local
+/// S3-compatible server (resource <c>s3</c>), so its own data folder can be wiped like a fresh container's disk.
+/// </summary>
+public sealed class S3AppFixture : AppFixture
+{
+    protected override IEnumerable<string> ExtraArguments => ["--storage=s3"];
+}
+
+// Run alone, after the other collections: a second AppHost moving gigabytes beside the first one would
+// measure this 2-core machine rather than the service.
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class S3AppCollection : ICollectionFixture<S3AppFixture>
+{
+    public const string Name = "app-s3";
 }

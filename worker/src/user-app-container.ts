@@ -59,11 +59,31 @@ export class UserAppContainer extends Container<Env> {
   }
 }
 
-function containerEnvVars(env: Env): Record<string, string> {
+/**
+ * Durable storage: with these set (`R2_ACCOUNT_ID` and `R2_BUCKET` as vars, the two keys as
+ * `wrangler secret put`), the container keeps its files in that R2 bucket through R2's S3 API; without
+ * them it keeps them on its own disk, which is lost when the container sleeps.
+ */
+interface R2Vars {
+  R2_ACCOUNT_ID: string;
+  R2_BUCKET: string;
+  R2_ACCESS_KEY_ID: string;
+  R2_SECRET_ACCESS_KEY: string;
+}
+
+function containerEnvVars(env: Env & Partial<R2Vars>): Record<string, string> {
   const vars: Record<string, string> = {
     ASPNETCORE_HTTP_PORTS: "8000", // = defaultPort
     OTEL_SERVICE_NAME: "upload-service",
   };
+  if (env.R2_ACCOUNT_ID && env.R2_BUCKET && env.R2_ACCESS_KEY_ID && env.R2_SECRET_ACCESS_KEY) {
+    vars.Storage__Provider = "s3";
+    vars.Storage__S3__ServiceUrl = `https://${env.R2_ACCOUNT_ID}.r2.cloudflarestorage.com`;
+    vars.Storage__S3__Bucket = env.R2_BUCKET;
+    vars.Storage__S3__AccessKeyId = env.R2_ACCESS_KEY_ID;
+    vars.Storage__S3__SecretAccessKey = env.R2_SECRET_ACCESS_KEY;
+    vars.Storage__S3__Region = "auto";
+  }
   if (env.OTEL_EXPORTER_OTLP_ENDPOINT) {
     vars.OTEL_EXPORTER_OTLP_ENDPOINT = env.OTEL_EXPORTER_OTLP_ENDPOINT;
     // The Worker's endpoint is OTLP/HTTP; the .NET exporter defaults to gRPC.
