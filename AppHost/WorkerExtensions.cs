@@ -1,4 +1,10 @@
+using System.Text;
+using Aspire.Hosting.ApplicationModel;
 using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Microsoft.IdentityModel.JsonWebTokens;
+using Microsoft.IdentityModel.Tokens;
 
 namespace Aspire.Hosting;
 
@@ -7,6 +13,11 @@ namespace Aspire.Hosting;
 public static class WorkerExtensions
 {
     private const int DefaultWorkerPort = 8787;
+
+    /// <summary>The user the dashboard's signed-in link and the "Mint dev token" command are for.</summary>
+    public const string DevUser = "dev";
+
+    private static readonly TimeSpan DevTokenLifetime = TimeSpan.FromHours(24);
 
     /// <summary>Runs `npm install` in worker/ and then `npm run dev` (wrangler dev) once it has finished.</summary>
     public static IResourceBuilder<ExecutableResource> AddWorker(this IDistributedApplicationBuilder builder, string name)
@@ -28,6 +39,64 @@ public static class WorkerExtensions
             .WaitForCompletion(install);
         install.WithParentRelationship(worker);
         return worker;
+    }
+
+    /// <summary>
+    /// The upload page in the dashboard: the endpoint's URL labelled as the page, a link that opens it signed
+    /// in as <see cref="DevUser"/> (token in the URL fragment, which the browser never sends), and a
+    /// "Mint dev token" command that writes a fresh token to the resource's log.
+    /// </summary>
+    public static IResourceBuilder<ExecutableResource> WithUploadPage(
+        this IResourceBuilder<ExecutableResource> worker, IResourceBuilder<ParameterResource> authSecret)
+    {
+        worker.WithUrlForEndpoint("http", url => url.DisplayText = "Upload page");
+        worker.WithUrls(async context =>
+        {
+            var page = context.Urls.FirstOrDefault(url => url.Endpoint?.EndpointName == "http");
+            if (page is null) return;
+            var token = await MintDevTokenAsync(authSecret, context.CancellationToken);
+            context.Urls.Add(new ResourceUrlAnnotation
+            {
+                Url = $"{page.Url.TrimEnd('/')}/#token={token}",
+                DisplayText = $"Upload page (signed in as {DevUser})",
+                Endpoint = page.Endpoint,
+            });
+        });
+        worker.WithCommand("mint-dev-token", "Mint dev token", async context =>
+        {
+            var token = await MintDevTokenAsync(authSecret, context.CancellationToken);
+            var log = context.Services.GetRequiredService<ResourceLoggerService>().GetLogger(worker.Resource);
+            log.LogInformation("Token for user '{User}', valid for {Hours} h: {Token}", DevUser, DevTokenLifetime.TotalHours, token);
+            return CommandResults.Success();
+        }, new CommandOptions
+        {
+            Description = $"Writes a bearer token for user '{DevUser}' to the worker's console log.",
+            IconName = "Key",
+        });
+        return worker;
+    }
+
+    /// <summary>An HS256 user token (sub = user id) signed with the auth secret, as `npm run token` makes it.</summary>
+    public static string CreateToken(string secret, string userId, TimeSpan lifetime)
+    {
+        var now = DateTime.UtcNow;
+        var descriptor = new SecurityTokenDescriptor
+        {
+            Claims = new Dictionary<string, object> { ["sub"] = userId },
+            IssuedAt = now,
+            NotBefore = now.AddSeconds(-5),
+            Expires = now.Add(lifetime),
+            SigningCredentials = new SigningCredentials(
+                new SymmetricSecurityKey(Encoding.UTF8.GetBytes(secret)), SecurityAlgorithms.HmacSha256),
+        };
+        return new JsonWebTokenHandler { SetDefaultTimesOnTokenCreation = false }.CreateToken(descriptor);
+    }
+
+    private static async Task<string> MintDevTokenAsync(IResourceBuilder<ParameterResource> authSecret, CancellationToken cancellationToken)
+    {
+        var secret = await authSecret.Resource.GetValueAsync(cancellationToken)
+            ?? throw new InvalidOperationException("The auth-secret parameter has no value.");
+        return CreateToken(secret, DevUser, DevTokenLifetime);
     }
 
     /// <summary>The Worker's public port: fixed at 8787 by default so curl commands and docs stay stable.</summary>

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Security.Cryptography;
@@ -143,70 +142,8 @@ public sealed class SeededBytes(long length, int seed)
 /// <summary>Runs tus-client/upload.mjs (the official tus-js-client) with Node.</summary>
 public static class TusJsClient
 {
-    private static readonly TimeSpan InstallTimeout = TimeSpan.FromMinutes(3);
     private static readonly TimeSpan RunTimeout = TimeSpan.FromMinutes(3);
-    private static readonly Lazy<string> Directory = new(FindAndInstall);
 
-    public sealed record Result(int ExitCode, string Stdout, string Stderr);
-
-    public static async Task<Result> RunAsync(string token, params string[] args)
-    {
-        var start = new ProcessStartInfo("node")
-        {
-            WorkingDirectory = Directory.Value,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            RedirectStandardInput = true,
-        };
-        start.ArgumentList.Add("upload.mjs");
-        foreach (var arg in args) start.ArgumentList.Add(arg);
-        start.Environment["TUS_TOKEN"] = token;
-
-        using var process = Process.Start(start) ?? throw new InvalidOperationException("node did not start");
-        process.StandardInput.Close();
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        using var timeout = new CancellationTokenSource(RunTimeout);
-        try
-        {
-            await process.WaitForExitAsync(timeout.Token);
-        }
-        catch (OperationCanceledException)
-        {
-            process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"tus-js-client did not finish within {RunTimeout}: {await stderr}");
-        }
-
-        return new Result(process.ExitCode, await stdout, await stderr);
-    }
-
-    private static string FindAndInstall()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            var candidate = Path.Combine(dir.FullName, "tests", "Integration.Tests", "tus-client");
-            if (File.Exists(Path.Combine(candidate, "package.json")))
-            {
-                // .ci/run installs it; a developer's first run does it here.
-                if (!File.Exists(Path.Combine(candidate, "node_modules", "tus-js-client", "package.json")))
-                {
-                    var npm = new ProcessStartInfo("npm", ["ci", "--no-audit", "--no-fund", "--loglevel=warn"])
-                    {
-                        WorkingDirectory = candidate,
-                        RedirectStandardInput = true,
-                    };
-                    using var process = Process.Start(npm)!;
-                    process.StandardInput.Close();
-                    if (!process.WaitForExit(InstallTimeout) || process.ExitCode != 0)
-                    {
-                        throw new InvalidOperationException("npm ci in tests/Integration.Tests/tus-client failed");
-                    }
-                }
-
-                return candidate;
-            }
-        }
-
-        throw new DirectoryNotFoundException("tests/Integration.Tests/tus-client not found above " + AppContext.BaseDirectory);
-    }
+    public static Task<NodeClients.Result> RunAsync(string token, params string[] args) =>
+        NodeClients.RunAsync("upload.mjs", new Dictionary<string, string> { ["TUS_TOKEN"] = token }, RunTimeout, args);
 }
