@@ -5,13 +5,17 @@ var builder = DistributedApplication.CreateBuilder(args);
 var authSecret = builder.AddParameter("auth-secret", secret: true);
 
 // Services: the upload service as a .NET project or as the image from UploadService/Dockerfile
-// (`--upload-service project|container|auto`, see "Local modes" in the README)
-var uploadService = builder.AddUploadService("upload-service");
+// (`--upload-service project|container|auto`, see "Local modes" in the README); its files on its own disk,
+// or with `--storage s3` in a bucket of a local S3-compatible server `s3` (R2 in production)
+var uploadService = builder.AddUploadService("upload-service")
+    .WithSelectedStorage("s3");
 
-// Edge: the Worker and its per-user Durable Objects under `wrangler dev`, forwarding to the upload service
+// Edge: the Worker and its per-user Durable Objects under `wrangler dev`, forwarding to the upload service;
+// it also serves the upload page at / (the dashboard links to it signed in as a dev user)
 builder.AddWorker("worker")
     .WithHttpEndpoint(port: builder.WorkerPort(), env: "PORT")
     .WithHttpHealthCheck("/health")
+    .WithUploadPage(authSecret)
     .WithEnvironment("AUTH_SECRET", authSecret)
     .WithEnvironment("CONTAINER_ORIGIN", uploadService.GetEndpoint("http"))
     .WithOtlpExporter(OtlpProtocol.HttpJson)

@@ -1,0 +1,122 @@
+// The benchmark (issue 6): upload speed, memory and start-up of the upload service, side by side with the
+// machine's own ceilings, a peer tus server (@tus/server + @tus/file-store) and the bare Workers runtime.
+//   dotnet run -c Release --project bench -- [--quick] [--no-wrangler] [--no-apphost] [--no-tests] [--note TEXT]
+// Full run: prints the table and writes bench/results.md + bench/results.png.
+// --quick: small sizes, one run each, no AppHost start-up or integration tests; a smoke pass (CI) that asserts nothing about speed;
+//          writes bench/quick/ (ignored by git) so it never overwrites the committed results.
+using System.Diagnostics;
+using Bench;
+
+var options = Options.Parse(args);
+var repo = Options.RepositoryRoot();
+var wall = Stopwatch.StartNew();
+var machine = Machine.Read();
+var plan = options.Quick ? Plan.Quick : Plan.Full;
+var report = new Report();
+var outDir = options.Quick ? Path.Combine(repo, "bench", "quick") : Path.Combine(repo, "bench");
+Directory.CreateDirectory(outDir);
+
+Console.WriteLine($"bench{(options.Quick ? " --quick" : "")}: {string.Join("; ", machine.Describe())}");
+if (options.Quick) report.Notes.Add("quick mode: small sizes, few runs: a smoke pass that keeps the command working, not figures to compare");
+if (options.Note is { } note) report.Notes.Add(note);
+if (double.TryParse(machine.LoadAtStart.Split(' ')[0], System.Globalization.CultureInfo.InvariantCulture, out var load1)
+    && load1 > machine.Cores * 0.5)
+    report.Notes.Add($"the machine was busy when the run started (1-minute load {load1:0.0} on {machine.Cores} cores): other processes competed for CPU and disk, so absolute figures are low and noisy; ratios within the run are the figures to read");
+
+report.Facts.Add(Versions.Describe(repo));
+var work = Directory.CreateTempSubdirectory("upload-bench-");
+Console.WriteLine($"working directory (service storage, peer store, ceilings; same disk): {work.FullName}");
+var http = Client.CreateHttp();
+var client = new Client(http);
+var stack = new Stack(repo, work.FullName, http);
+var exitCode = 0;
+// Ctrl+C or SIGTERM: stop the servers this run started (wrangler takes its workerd down) before exiting.
+using var onInterrupt = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGINT, Interrupted);
+using var onTerminate = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, Interrupted);
+void Interrupted(System.Runtime.InteropServices.PosixSignalContext context)
+{
+    context.Cancel = true;
+    Console.Error.WriteLine($"bench: {context.Signal}, stopping what it started");
+    stack.DisposeAsync().AsTask().Wait(TimeSpan.FromSeconds(30));
+    try { work.Delete(recursive: true); } catch (IOException) { }
+    Environment.Exit(130);
+}
+try
+{
+    await stack.Start(withWrangler: !options.NoWrangler, report);
+    var runner = new Runner(client, stack, plan, report, work.FullName);
+    await runner.Ceilings();
+    await runner.Uploads();
+    await runner.Downloads();
+    await runner.SmallFiles();
+    await stack.DisposeAsync();
+    if (options.Quick || options.NoAppHost) report.Skip("AppHost start-up", options.Quick ? "not in --quick" : "--no-apphost");
+    else await runner.AppHostStartup(repo);
+    if (options.Quick || options.NoTests) report.Skip("integration test suite wall time", options.Quick ? "not in --quick" : "--no-tests");
+    else await runner.IntegrationTests(repo);
+    runner.ComputeRatios();
+}
+catch (Exception error)
+{
+    Console.Error.WriteLine($"bench failed: {error}");
+    exitCode = 1;
+}
+finally
+{
+    await stack.DisposeAsync();
+    http.Dispose();
+    try { work.Delete(recursive: true); } catch (IOException) { }
+}
+
+machine.LoadAtEnd = Machine.LoadAverage();
+Console.WriteLine();
+Console.WriteLine("targets (ratios from this run):");
+foreach (var r in report.Ratios)
+    Console.WriteLine($"  {r.Target,-58} {(r.Value is { } v ? v.ToString("0.00") : "—"),6}  {(r.IsTarget ? "goal " : "")}{r.GoalText}  {r.Verdict}{(r.Note.Length > 0 ? $"  ({r.Note})" : "")}");
+var markdown = Path.Combine(outDir, "results.md");
+var chart = Path.Combine(outDir, "results.png");
+report.WriteMarkdown(markdown, machine, options.Quick, wall.Elapsed);
+try
+{
+    report.WriteChart(chart, $"Throughput against file size, {machine.Cores} cores{(options.Quick ? " (quick)" : "")}");
+}
+catch (Exception error) when (error is DllNotFoundException or TypeInitializationException)
+{
+    Console.Error.WriteLine($"chart not drawn: {error.Message}");
+    exitCode = 1;
+}
+Console.WriteLine($"wrote {Path.GetRelativePath(repo, markdown)} and {Path.GetRelativePath(repo, chart)} in {wall.Elapsed.TotalSeconds:0} s");
+return exitCode;
+
+sealed record Options(bool Quick, bool NoWrangler, bool NoAppHost, bool NoTests, string? Note)
+{
+    public static Options Parse(string[] args)
+    {
+        string? note = null;
+        for (var i = 0; i < args.Length; i++)
+        {
+            switch (args[i])
+            {
+                case "--quick" or "--no-wrangler" or "--no-apphost" or "--no-tests": break;
+                case "--note" when i + 1 < args.Length: note = args[++i]; break;
+                default: throw new ArgumentException($"unknown argument {args[i]}; use [--quick] [--no-wrangler] [--no-apphost] [--no-tests] [--note TEXT]");
+            }
+        }
+        return new Options(args.Contains("--quick"), args.Contains("--no-wrangler"), args.Contains("--no-apphost"), args.Contains("--no-tests"), note);
+    }
+
+    public static string RepositoryRoot()
+    {
+        for (var dir = new DirectoryInfo(Directory.GetCurrentDirectory()); dir is not null; dir = dir.Parent)
+            if (File.Exists(Path.Combine(dir.FullName, "Solution.sln"))) return dir.FullName;
+        throw new InvalidOperationException("run from inside the repository (no Solution.sln above the current directory)");
+    }
+}
+
+/// <summary>Sizes and repetitions. Every case runs once as a warm-up on each path's first size, then Runs times.</summary>
+sealed record Plan(long[] Sizes, int Runs, int SmallUploads, int[] Concurrency, int RangeReads)
+{
+    public static readonly Plan Full = new([1L << 20, 64L << 20, 1L << 30], Runs: 3, SmallUploads: 400, Concurrency: [1, 8, 32], RangeReads: 20);
+    public static readonly Plan Quick = new([1L << 20, 8L << 20], Runs: 1, SmallUploads: 32, Concurrency: [1, 8, 32], RangeReads: 3);
+    public long Largest => Sizes[^1];
+}

@@ -1,0 +1,259 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Net.Http.Headers;
+
+namespace Bench;
+
+/// <summary>The cases of issue 6, run against the <see cref="Stack"/> in a fixed order, and the ratios between them.</summary>
+sealed class Runner(Client client, Stack stack, Plan plan, Report report, string work)
+{
+    const double MiB = 1 << 20;
+    const int SmallSize = 4 * 1024;
+    static readonly TimeSpan SmallRunCap = TimeSpan.FromSeconds(30);
+
+    // Path names: the rows of the tables, the lines of the chart, and the two sides of each ratio.
+    const string Disk = "disk write + fsync", Sha = "sha256", SinkPut = "loopback HTTP → sink (PUT)";
+    const string DirectPut = "service PUT (direct)", DirectTus = "service tus 50 MiB chunks (direct)", PeerTus = "@tus/server tus 50 MiB chunks";
+    const string WorkerPut = "Worker → DO → service PUT", WorkerTus = "Worker → DO → service tus", BarePut = "bare Worker → sink PUT";
+    const string DirectGet = "service GET (direct)", WorkerGet = "Worker → DO → service GET";
+    const string SmallTus = "service tus 4 KiB (direct)", SmallPeer = "@tus/server tus 4 KiB", SmallPut = "service PUT 4 KiB (direct)";
+
+    public async Task Ceilings()
+    {
+        Console.WriteLine("ceilings (same bytes, same disk):");
+        await Throughput("Ceilings", Disk, size => Bench.Ceilings.DiskWithFsync(work, size));
+        await Throughput("Ceilings", Sha, Bench.Ceilings.Sha256);
+        await Throughput("Ceilings", SinkPut, size => client.Put(stack.SinkTarget!, "sink", size));
+    }
+
+    public async Task Uploads()
+    {
+        Console.WriteLine("uploads:");
+        var direct = stack.Direct!;
+        await Throughput("Uploads", DirectPut, size => client.Put(direct, Name("put", size), size), measureRss: true);
+        await Throughput("Uploads", DirectTus, size => client.Tus(direct, Name("tus", size), size), measureRss: true);
+        if (stack.Peer is { } peer)
+            await Throughput("Uploads", PeerTus, size => client.Tus(peer, Name("peer", size), size), afterEach: ClearPeerStore);
+        if (stack.Worker is { } worker)
+        {
+            await Throughput("Uploads", WorkerPut, size => client.Put(worker, Name("wput", size), size), measureRss: true);
+            await Throughput("Uploads", WorkerTus, size => client.Tus(worker, Name("wtus", size), size), measureRss: true);
+        }
+        if (stack.Bare is { } bare)
+            await Throughput("Uploads", BarePut, size => client.Put(bare, "bare", size));
+    }
+
+    public async Task Downloads()
+    {
+        Console.WriteLine("downloads (of the files the direct PUTs stored):");
+        await Throughput("Downloads", DirectGet, size => Download(stack.Direct!, size));
+        if (stack.Worker is { } worker) await Throughput("Downloads", WorkerGet, size => Download(worker, size));
+
+        foreach (var (path, target) in new[] { (DirectGet, stack.Direct), (WorkerGet, stack.Worker) })
+        {
+            if (target is null) continue;
+            var from = plan.Largest / 2;
+            var range = new RangeHeaderValue(from, from + (1 << 20) - 1);
+            await client.Get(target, Name("put", plan.Largest), range);   // warm-up
+            var millis = new List<double>();
+            for (var i = 0; i < plan.RangeReads; i++)
+            {
+                var clock = Stopwatch.StartNew();
+                var read = await client.Get(target, Name("put", plan.Largest), range);
+                millis.Add(clock.Elapsed.TotalMilliseconds);
+                if (read != 1 << 20) throw new InvalidOperationException($"{path}: Range read returned {read} bytes");
+            }
+            report.Add(new Measurement("Range reads", path, $"1 MiB in the middle of {Stats.Size(plan.Largest)}", 0, "ms", [.. millis]));
+        }
+    }
+
+    async Task Download(Target target, long size)
+    {
+        var read = await client.Get(target, Name("put", size));
+        if (read != size) throw new InvalidOperationException($"{target.Name}: downloaded {read} of {size} bytes");
+    }
+
+    public async Task SmallFiles()
+    {
+        Console.WriteLine("small files (4 KiB, uploads/s):");
+        foreach (var concurrency in plan.Concurrency)
+        {
+            await Small(SmallTus, concurrency, (i, _) => client.Tus(stack.Direct!, $"small/tus-{concurrency}-{i}.bin", SmallSize));
+            if (stack.Peer is { } peer)
+            {
+                await Small(SmallPeer, concurrency, (i, _) => client.Tus(peer, $"small/peer-{concurrency}-{i}.bin", SmallSize));
+                ClearPeerStore();
+            }
+            await Small(SmallPut, concurrency, (i, _) => client.Put(stack.Direct!, $"small/put-{concurrency}-{i}.bin", SmallSize));
+        }
+    }
+
+    async Task Small(string path, int concurrency, Func<int, CancellationToken, Task> upload)
+    {
+        var next = 0;
+        async Task<(int Count, double Seconds, List<double> Millis)> Batch(int count)
+        {
+            var latencies = new ConcurrentBag<double>();
+            var clock = Stopwatch.StartNew();
+            var done = 0;
+            await Task.WhenAll(Enumerable.Range(0, concurrency).Select(async _ =>
+            {
+                while (clock.Elapsed < SmallRunCap && Interlocked.Increment(ref done) <= count)
+                {
+                    var one = Stopwatch.StartNew();
+                    await upload(Interlocked.Increment(ref next), CancellationToken.None);
+                    latencies.Add(one.Elapsed.TotalMilliseconds);
+                }
+            }));
+            return (latencies.Count, clock.Elapsed.TotalSeconds, [.. latencies]);
+        }
+
+        await Batch(concurrency * 4);   // warm-up
+        var rates = new List<double>();
+        var all = new List<double>();
+        for (var run = 0; run < plan.Runs; run++)
+        {
+            var (count, seconds, millis) = await Batch(plan.SmallUploads);
+            rates.Add(count / seconds);
+            all.AddRange(millis);
+        }
+        report.Add(new Measurement("Small files", path, $"concurrency {concurrency}", SmallSize, "uploads/s", [.. rates],
+            $"p50 {Stats.Percentile(all, 50):0.0} ms, p99 {Stats.Percentile(all, 99):0.0} ms"));
+    }
+
+    /// <summary>A warm-up on the path's first size, then <see cref="Plan.Runs"/> timed runs per size.</summary>
+    async Task Throughput(string group, string path, Func<long, Task> run, bool measureRss = false, Action? afterEach = null)
+    {
+        await run(plan.Sizes[0]);
+        afterEach?.Invoke();
+        foreach (var size in plan.Sizes)
+        {
+            var values = new List<double>();
+            var growth = new List<double>();
+            for (var i = 0; i < plan.Runs; i++)
+            {
+                var sampler = measureRss && size == plan.Largest ? new RssSampler(stack.Service!.Pid) : null;
+                var clock = Stopwatch.StartNew();
+                await run(size);
+                var seconds = clock.Elapsed.TotalSeconds;
+                afterEach?.Invoke();   // untimed: the peer keeps every upload, so its store is emptied between runs
+                if (sampler is not null)
+                {
+                    await sampler.DisposeAsync();
+                    growth.Add((sampler.Peak - stack.IdleRss) / MiB);
+                }
+                values.Add(size / MiB / seconds);
+            }
+            report.Add(new Measurement(group, path, Stats.Size(size), size, "MiB/s", [.. values]));
+            if (growth.Count > 0)
+                report.Add(new Measurement("Memory", path, $"peak RSS − idle, {Stats.Size(size)}", size, "MiB", [.. growth],
+                    $"idle {stack.IdleRss / MiB:0} MiB"));
+        }
+    }
+
+    public async Task AppHostStartup(string repo)
+    {
+        Console.WriteLine("AppHost start-up (dotnet run --project AppHost, to the Worker's /health through Aspire's proxy):");
+        await using (var build = Child.Start("build AppHost", Stack.DotnetHost(), ["build", "AppHost/AppHost.csproj", "-nologo", "-v", "q"], repo))
+        {
+            var code = await build.WaitExit(TimeSpan.FromMinutes(5));
+            if (code != 0) throw new InvalidOperationException($"dotnet build AppHost exited with {code}:\n{build.Tail()}");
+        }
+        var seconds = new List<double>();
+        for (var run = 0; run < Math.Max(2, plan.Runs - 1); run++)
+        {
+            var ports = Enumerable.Range(0, 5).Select(_ => Ports.Free()).ToArray();
+            var data = Path.Combine(work, $"apphost-{run}");
+            var clock = Stopwatch.StartNew();
+            var appHost = stack.Track(Child.Start("apphost", Stack.DotnetHost(),
+                ["run", "--project", "AppHost", "--no-launch-profile", "--", "--upload-service", "project"], repo,
+                new Dictionary<string, string>
+                {
+                    ["ASPNETCORE_URLS"] = $"http://127.0.0.1:{ports[0]}",
+                    ["ASPNETCORE_ENVIRONMENT"] = "Development",
+                    ["DOTNET_ENVIRONMENT"] = "Development",
+                    ["ASPIRE_ALLOW_UNSECURED_TRANSPORT"] = "true",
+                    ["ASPIRE_DASHBOARD_OTLP_ENDPOINT_URL"] = $"http://127.0.0.1:{ports[1]}",
+                    ["ASPIRE_DASHBOARD_OTLP_HTTP_ENDPOINT_URL"] = $"http://127.0.0.1:{ports[2]}",
+                    ["ASPIRE_RESOURCE_SERVICE_ENDPOINT_URL"] = $"http://127.0.0.1:{ports[3]}",
+                    ["Worker__Port"] = ports[4].ToString(),
+                    ["LocalData__Root"] = data,
+                }));
+            try
+            {
+                using var http = Client.CreateHttp();
+                http.Timeout = TimeSpan.FromSeconds(5);
+                await appHost.WaitReady(async () =>
+                {
+                    using var response = await http.GetAsync($"http://127.0.0.1:{ports[4]}/health");
+                    return response.IsSuccessStatusCode;
+                }, TimeSpan.FromSeconds(180));
+                seconds.Add(clock.Elapsed.TotalSeconds);
+            }
+            finally
+            {
+                await appHost.Stop(Child.Sigterm);   // dotnet run stops the orchestrator, which stops wrangler and the service
+            }
+        }
+        report.Add(new Measurement("Start-up", "AppHost (project mode)", "start → all healthy", 0, "s", [.. seconds],
+            "after a build; Worker /health through Aspire's proxy answers once the service is healthy (WaitFor)"));
+    }
+
+    /// <summary>Wall time of `dotnet test tests/Integration.Tests` after a build (one run: it takes minutes).</summary>
+    public async Task IntegrationTests(string repo)
+    {
+        Console.WriteLine("integration test suite (dotnet test tests/Integration.Tests --no-build, after a build):");
+        await using (var build = Child.Start("build tests", Stack.DotnetHost(), ["build", "tests/Integration.Tests", "-nologo", "-v", "q"], repo))
+        {
+            var code = await build.WaitExit(TimeSpan.FromMinutes(5));
+            if (code != 0) throw new InvalidOperationException($"dotnet build tests/Integration.Tests exited with {code}:\n{build.Tail()}");
+        }
+        var clock = Stopwatch.StartNew();
+        await using var test = stack.Track(Child.Start("integration tests", Stack.DotnetHost(), ["test", "tests/Integration.Tests", "--no-build", "-nologo"], repo));
+        var exit = await test.WaitExit(TimeSpan.FromMinutes(20));
+        var summary = test.Tail().Split('\n').LastOrDefault(l => l.Contains("Passed!") || l.Contains("Failed!"))?.Trim() ?? $"exit code {exit}";
+        report.Add(new Measurement("Start-up", "integration test suite", "dotnet test wall time", 0, "s",
+            [clock.Elapsed.TotalSeconds], summary.Replace("|", "/")));
+    }
+
+    public void ComputeRatios()
+    {
+        var largest = Stats.Size(plan.Largest);
+        var note = plan.Largest < 1L << 30 ? $"at {largest}: the target is for 1 GiB" : "";
+        double? Median(string path, string @case) => report.Find(path, @case)?.Median;
+        double? Divide(double? a, double? b) => a is { } x && b is { } y && y > 0 ? x / y : null;
+
+        var ceiling = Median(Disk, largest) is { } disk && Median(Sha, largest) is { } sha ? Math.Min(disk, sha) : (double?)null;
+        report.Ratios.Add(new Ratio($"service PUT {largest} / min(disk+fsync, sha256)", DirectPut, "min(" + Disk + ", " + Sha + ")",
+            Divide(Median(DirectPut, largest), ceiling), 0.8, true, note));
+        report.Ratios.Add(new Ratio($"service tus {largest} / @tus/server tus", DirectTus, PeerTus,
+            Divide(Median(DirectTus, largest), Median(PeerTus, largest)), 1.0, true, note));
+        report.Ratios.Add(new Ratio("4 KiB tus uploads/s at concurrency 8 / @tus/server", SmallTus, SmallPeer,
+            Divide(Median(SmallTus, "concurrency 8"), Median(SmallPeer, "concurrency 8")), 2.0, true, ""));
+        report.Ratios.Add(new Ratio($"Worker → DO → service PUT {largest} / bare Worker", WorkerPut, BarePut,
+            Divide(Median(WorkerPut, largest), Median(BarePut, largest)), 0.8, true, note));
+        var growth = report.Measurements.Where(m => m.Group == "Memory").Select(m => m.Values.Max()).DefaultIfEmpty().Max();
+        report.Ratios.Add(new Ratio($"peak RSS growth, any {largest} case (MiB)", "peak RSS", "idle RSS",
+            report.Measurements.Any(m => m.Group == "Memory") ? growth : null, 64, false,
+            (note.Length > 0 ? note + "; " : "") + "filesystem store (the only backend measured)"));
+        report.Ratios.Add(new Ratio("AppHost start to all healthy (s)", "AppHost", "—",
+            report.Measurements.FirstOrDefault(m => m.Group == "Start-up")?.Median, 20, false, ""));
+
+        // Diagnostics: where the time goes between the pairs above.
+        report.Ratios.Add(new Ratio($"service PUT {largest} / loopback HTTP into the sink", DirectPut, SinkPut,
+            Divide(Median(DirectPut, largest), Median(SinkPut, largest)), double.NaN, true, "the service's own cost over bare HTTP"));
+        report.Ratios.Add(new Ratio($"Worker → DO → service PUT {largest} / service PUT direct", WorkerPut, DirectPut,
+            Divide(Median(WorkerPut, largest), Median(DirectPut, largest)), double.NaN, true, "the Worker path's own cost"));
+        report.Ratios.Add(new Ratio($"bare Worker {largest} / loopback HTTP into the sink", BarePut, SinkPut,
+            Divide(Median(BarePut, largest), Median(SinkPut, largest)), double.NaN, true, "the runtime's own cost"));
+        report.Ratios.Add(new Ratio("4 KiB tus / 4 KiB PUT at concurrency 8 (service)", SmallTus, SmallPut,
+            Divide(Median(SmallTus, "concurrency 8"), Median(SmallPut, "concurrency 8")), double.NaN, true, "tus costs two requests and more fsyncs"));
+    }
+
+    void ClearPeerStore()
+    {
+        foreach (var file in Directory.EnumerateFiles(stack.PeerDirectory)) File.Delete(file);
+    }
+
+    static string Name(string kind, long size) => $"bench/{kind}-{size}.bin";
+}

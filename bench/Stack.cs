@@ -1,0 +1,214 @@
+using System.Net;
+using System.Security.Cryptography;
+using System.Text;
+
+namespace Bench;
+
+/// <summary>
+/// The servers under test, each started directly on 127.0.0.1 with a free port: the upload service (its Release
+/// dll), the peer (@tus/server), the Worker under `wrangler dev` forwarding to that same service, the bare
+/// pass-through Worker, and the in-process sink.
+/// </summary>
+public sealed class Stack(string repo, string work, HttpClient http) : IAsyncDisposable
+{
+    static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(90);
+    const string UserId = "bench";
+    readonly List<IAsyncDisposable> started = [];
+
+    public Sink? Sink { get; private set; }
+    public Child? Service { get; private set; }
+    public Target? Direct { get; private set; }
+    public Target? Peer { get; private set; }
+    public Target? Worker { get; private set; }
+    public Target? Bare { get; private set; }
+    public Target? SinkTarget { get; private set; }
+    public string PeerDirectory => Path.Combine(work, "peer");
+    public long IdleRss { get; private set; }
+
+    public async Task Start(bool withWrangler, Report report)
+    {
+        Sink = await Sink.Start(Ports.Free());
+        Track(Sink);
+        SinkTarget = new Target("sink", Sink.Url, _ => { });
+
+        var service = StartService();
+        var peer = StartPeer(report);
+        Task<Target?> worker = Task.FromResult<Target?>(null), bare = Task.FromResult<Target?>(null);
+        if (!withWrangler) report.Skip("Worker cases", "--no-wrangler");
+        else if (WranglerPath() is not { } wrangler) report.Skip("Worker cases", "worker/node_modules/.bin/wrangler is missing or broken (cd worker && npm ci)");
+        else
+        {
+            var serviceTarget = await service;
+            worker = StartWorker(wrangler, serviceTarget.BaseUrl);
+            bare = StartBare(wrangler, Sink.Url);
+        }
+        Direct = await service;
+        Peer = await peer;
+        Worker = await worker;
+        Bare = await bare;
+
+        // Idle: after start-up and one small round trip (so the upload path is loaded), before any case.
+        var client = new Client(http);
+        await client.Put(Direct, "bench/idle.bin", 1 << 20);
+        await client.Get(Direct, "bench/idle.bin");
+        await Task.Delay(1000);
+        IdleRss = Service!.Rss();
+        Console.WriteLine($"upload service idle RSS: {IdleRss / (double)(1 << 20):0.0} MiB");
+    }
+
+    async Task<Target> StartService()
+    {
+#if DEBUG
+        const string configuration = "Debug";
+#else
+        const string configuration = "Release";
+#endif
+        var bin = Path.Combine(repo, "UploadService", "bin", configuration, "net10.0");
+        var dll = Path.Combine(bin, "UploadService.dll");
+        if (!File.Exists(dll)) throw new FileNotFoundException($"build the upload service first ({dll} is missing)");
+        var port = Ports.Free();
+        var storage = Path.Combine(work, "service");
+        Directory.CreateDirectory(storage);
+        Service = Child.Start("upload-service", DotnetHost(), [dll, "--urls", $"http://127.0.0.1:{port}"], bin,
+            new Dictionary<string, string>
+            {
+                ["ASPNETCORE_ENVIRONMENT"] = "Production",
+                ["Storage__Root"] = storage,
+                ["Logging__LogLevel__Default"] = "Warning",
+                ["OTEL_EXPORTER_OTLP_ENDPOINT"] = "",
+            });
+        Track(Service);
+        var baseUrl = new Uri($"http://127.0.0.1:{port}/");
+        var ready = await Service.WaitReady(() => Ok(new Uri(baseUrl, "health")), StartTimeout);
+        Console.WriteLine($"upload service ({configuration}) ready on {baseUrl} in {ready.TotalSeconds:0.0} s");
+        return new Target("service", baseUrl, request => request.Headers.Add("X-User-Id", UserId));
+    }
+
+    async Task<Target?> StartPeer(Report report)
+    {
+        var dir = Path.Combine(repo, "bench", "peer");
+        if (!Directory.Exists(Path.Combine(dir, "node_modules", "@tus", "server")))
+        {
+            report.Skip("@tus/server cases", "bench/peer/node_modules is missing (cd bench/peer && npm ci)");
+            return null;
+        }
+        Directory.CreateDirectory(PeerDirectory);
+        var port = Ports.Free();
+        var peer = Child.Start("peer", Node(repo), ["server.mjs"], dir,
+            new Dictionary<string, string> { ["PORT"] = port.ToString(), ["PEER_DIR"] = PeerDirectory });
+        Track(peer);
+        var baseUrl = new Uri($"http://127.0.0.1:{port}/");
+        var ready = await peer.WaitReady(async () =>
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Options, new Uri(baseUrl, "uploads"));
+            using var response = await http.SendAsync(request);
+            return response.IsSuccessStatusCode;
+        }, StartTimeout);
+        Console.WriteLine($"peer (@tus/server + @tus/file-store) ready on {baseUrl} in {ready.TotalSeconds:0.0} s");
+        return new Target("peer", baseUrl, _ => { });
+    }
+
+    async Task<Target?> StartWorker(string wrangler, Uri service)
+    {
+        var secret = Convert.ToHexString(RandomNumberGenerator.GetBytes(32));
+        var (_, baseUrl) = await StartWrangler("worker", wrangler, Path.Combine(repo, "worker"),
+            ["--enable-containers=false", "--var", $"AUTH_SECRET:{secret}", "--var", $"CONTAINER_ORIGIN:{service.ToString().TrimEnd('/')}"],
+            "health", HttpStatusCode.OK);
+        var token = Token(secret, UserId);
+        Console.WriteLine($"worker (wrangler dev → DO → upload service) ready on {baseUrl}");
+        return new Target("worker", baseUrl, request => request.Headers.Add("Authorization", $"Bearer {token}"));
+    }
+
+    async Task<Target?> StartBare(string wrangler, Uri sink)
+    {
+        var (_, baseUrl) = await StartWrangler("bare-worker", wrangler, Path.Combine(repo, "bench", "passthrough"),
+            ["--var", $"TARGET:{sink}"], "", HttpStatusCode.NoContent);
+        Console.WriteLine($"bare pass-through worker → sink ready on {baseUrl}");
+        return new Target("bare", baseUrl, _ => { });
+    }
+
+    async Task<(Child, Uri)> StartWrangler(string name, string wrangler, string cwd, string[] extra, string probePath, HttpStatusCode expected)
+    {
+        var port = Ports.Free();
+        var inspector = Ports.Free();
+        var persist = Path.Combine(work, $"{name}-state");
+        var nodeBin = Path.GetDirectoryName(wrangler)!;   // the worker's node_modules/.bin: wrangler and its Node 22
+        var child = Child.Start(name, wrangler,
+            ["dev", "--ip", "127.0.0.1", "--port", port.ToString(), "--inspector-port", inspector.ToString(),
+             "--persist-to", persist, "--show-interactive-dev-session=false", .. extra],
+            cwd,
+            new Dictionary<string, string>
+            {
+                ["PATH"] = $"{nodeBin}:{Environment.GetEnvironmentVariable("PATH")}",
+                ["WRANGLER_SEND_METRICS"] = "false",
+                ["CLOUDFLARE_CF_FETCH_ENABLED"] = "false",
+            });
+        Track(child);
+        var baseUrl = new Uri($"http://127.0.0.1:{port}/");
+        await child.WaitReady(async () =>
+        {
+            using var response = await http.GetAsync(new Uri(baseUrl, probePath));
+            return response.StatusCode == expected;
+        }, StartTimeout);
+        return (child, baseUrl);
+    }
+
+    /// <summary>The worker's own Node 22 (its `node` devDependency) where installed, else the machine's.</summary>
+    public static string Node(string repo)
+    {
+        var local = Path.Combine(repo, "worker", "node_modules", ".bin", "node");
+        return Runnable(local) ? local : "node";
+    }
+
+    /// <summary>The file exists and, where it is a link (as in node_modules/.bin), so does what it points to.</summary>
+    static bool Runnable(string path)
+    {
+        var file = new FileInfo(path);
+        return file.Exists && (file.LinkTarget is null || file.ResolveLinkTarget(returnFinalTarget: true) is { Exists: true });
+    }
+
+    string? WranglerPath()
+    {
+        var path = Path.Combine(repo, "worker", "node_modules", ".bin", "wrangler");
+        return Runnable(path) ? path : null;
+    }
+
+    async Task<bool> Ok(Uri url)
+    {
+        using var response = await http.GetAsync(url);
+        return response.IsSuccessStatusCode;
+    }
+
+    public static string DotnetHost() => Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } host ? host : "dotnet";
+
+    /// <summary>An HS256 JWT for <paramref name="sub"/>, valid for an hour: what the Worker verifies.</summary>
+    static string Token(string secret, string sub)
+    {
+        static string B64Url(byte[] bytes) => Convert.ToBase64String(bytes).TrimEnd('=').Replace('+', '-').Replace('/', '_');
+        var now = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+        var signingInput = B64Url(Encoding.UTF8.GetBytes("""{"alg":"HS256","typ":"JWT"}""")) + "." +
+            B64Url(Encoding.UTF8.GetBytes($$"""{"sub":"{{sub}}","iat":{{now}},"exp":{{now + 3600}}}"""));
+        var signature = HMACSHA256.HashData(Encoding.UTF8.GetBytes(secret), Encoding.UTF8.GetBytes(signingInput));
+        return $"{signingInput}.{B64Url(signature)}";
+    }
+
+    /// <summary>Something started outside <see cref="Start"/> (the AppHost, the tests) that an interrupted run must stop too.</summary>
+    public T Track<T>(T child) where T : IAsyncDisposable
+    {
+        lock (started) started.Add(child);
+        return child;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        // Once, even when an interrupt and the main flow both get here; last started, first stopped (the
+        // Workers before the service they forward to).
+        IAsyncDisposable[] running;
+        lock (started)
+        {
+            running = [.. started];
+            started.Clear();
+        }
+        for (var i = running.Length - 1; i >= 0; i--) await running[i].DisposeAsync();
+    }
+}
