@@ -217,9 +217,17 @@ public static class FilesApi
             return NotFound(fileName);
         }
 
-        // Stored content types are client-chosen: never let a browser upgrade them by sniffing.
+        // Stored content types are client-chosen: never let a browser upgrade them by sniffing, and never
+        // let it render an active type (HTML, SVG, XML, JavaScript) on the Worker's origin.
         response.Headers.XContentTypeOptions = "nosniff";
         var file = content.File;
+        if (ActiveContent.IsActive(file.ContentType))
+        {
+            var disposition = new ContentDispositionHeaderValue("attachment");
+            disposition.SetHttpFileName(file.Name[(file.Name.LastIndexOf('/') + 1)..]);
+            response.Headers.ContentDisposition = disposition.ToString();
+        }
+
         return TypedResults.Stream(
             content.Content,
             file.ContentType,

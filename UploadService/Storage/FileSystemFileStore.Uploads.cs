@@ -227,42 +227,10 @@ public sealed partial class FileSystemFileStore : IUploadStore
         return (Path.Combine(directory, id + ".json"), Path.Combine(directory, id + ".bin"));
     }
 
-    private void WriteUploadState(string path, UploadRecord upload)
-    {
-        var tempPath = Path.Combine(_tempDirectory, Guid.NewGuid().ToString("N") + ".state");
-        try
-        {
-            using (var file = new FileStream(tempPath, FileMode.CreateNew, FileAccess.Write, FileShare.None))
-            {
-                JsonSerializer.Serialize(file, upload, UploadRecordJson.Default.UploadRecord);
-                file.Flush(flushToDisk: true);
-            }
+    private void WriteUploadState(string path, UploadRecord upload) =>
+        WriteJsonAtomically(path, upload, UploadRecordJson.Default.UploadRecord);
 
-            File.Move(tempPath, path, overwrite: true);
-        }
-        catch
-        {
-            TryDelete(tempPath);
-            throw;
-        }
-    }
-
-    private UploadRecord? ReadUploadState(string path)
-    {
-        try
-        {
-            return JsonSerializer.Deserialize(File.ReadAllBytes(path), UploadRecordJson.Default.UploadRecord);
-        }
-        catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)
-        {
-            return null;
-        }
-        catch (JsonException ex)
-        {
-            LogUnreadableRecord(ex, path);
-            return null;
-        }
-    }
+    private UploadRecord? ReadUploadState(string path) => ReadJson(path, UploadRecordJson.Default.UploadRecord);
 
     /// <summary>Reads several files one after the other as one stream.</summary>
     private sealed class ConcatenatedStream(IReadOnlyList<string> paths) : Stream

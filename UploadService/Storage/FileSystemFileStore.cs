@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using System.Text.Json.Serialization.Metadata;
 using Microsoft.Extensions.Logging.Abstractions;
 using UploadService.Security;
 
@@ -10,7 +11,7 @@ namespace UploadService.Storage;
 /// <summary>
 /// Stores files on a local filesystem. No client string ever becomes part of a path:
 /// <code>
-/// {root}/tmp/{guid}.upload | {guid}.meta                    in-flight writes, all on the same volume
+/// {root}/tmp/{guid}.upload | {guid}.json                    in-flight writes, all on the same volume
 /// {root}/users/{sha256(userId)}/meta/{sha256(name)}.json    the record: name, size, sha256, type, time, contentId
 /// {root}/users/{sha256(userId)}/blobs/{sha256(name)}.{contentId}   the bytes of one version
 /// </code>
@@ -299,14 +300,20 @@ public sealed partial class FileSystemFileStore : IFileStore
     private SemaphoreSlim GateFor(Location location) =>
         _gates[(uint)HashCode.Combine(location.MetaDirectory, location.NameKey) % GateCount];
 
-    private void WriteRecordAtomically(string path, FileRecord record)
+    private void WriteRecordAtomically(string path, FileRecord record) =>
+        WriteJsonAtomically(path, record, FileRecordJson.Default.FileRecord);
+
+    private FileRecord? ReadRecord(string path) => ReadJson(path, FileRecordJson.Default.FileRecord);
+
+    /// <summary>Temp file on the same volume, fsync, rename over: readers see the old or the new document.</summary>
+    private void WriteJsonAtomically<T>(string path, T value, JsonTypeInfo<T> typeInfo)
     {
-        var tempPath = Path.Combine(_tempDirectory, Guid.NewGuid().ToString("N") + ".meta");
+        var tempPath = Path.Combine(_tempDirectory, Guid.NewGuid().ToString("N") + ".json");
         try
         {
             using (var file = new FileStream(tempPath, FileMode.CreateNew, FileAccess.Write, FileShare.None))
             {
-                JsonSerializer.Serialize(file, record, FileRecordJson.Default.FileRecord);
+                JsonSerializer.Serialize(file, value, typeInfo);
                 file.Flush(flushToDisk: true);
             }
 
@@ -319,12 +326,13 @@ public sealed partial class FileSystemFileStore : IFileStore
         }
     }
 
-    private FileRecord? ReadRecord(string path)
+    /// <summary>The document, or null when it is missing or unreadable (logged: documents are only ever replaced by rename, so that is outside damage, not a torn write).</summary>
+    private T? ReadJson<T>(string path, JsonTypeInfo<T> typeInfo) where T : class
     {
         try
         {
-            // Records are a few hundred bytes: a synchronous read is cheaper than the async machinery.
-            return JsonSerializer.Deserialize(File.ReadAllBytes(path), FileRecordJson.Default.FileRecord);
+            // A few hundred bytes: a synchronous read is cheaper than the async machinery.
+            return JsonSerializer.Deserialize(File.ReadAllBytes(path), typeInfo);
         }
         catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)
         {
@@ -332,7 +340,6 @@ public sealed partial class FileSystemFileStore : IFileStore
         }
         catch (JsonException ex)
         {
-            // Records are only ever replaced by rename, so this is outside damage, not a torn write.
             LogUnreadableRecord(ex, path);
             return null;
         }

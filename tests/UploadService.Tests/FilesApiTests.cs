@@ -214,6 +214,40 @@ public sealed class FilesApiTests(UploadServiceFactory service) : IClassFixture<
         Assert.Equal(1, (await ListAsync()).GetProperty("files").GetArrayLength());
     }
 
+    [Theory]
+    [InlineData("text/html", true)]
+    [InlineData("text/html; charset=utf-8", true)]
+    [InlineData("TEXT/HTML", true)]
+    [InlineData("image/svg+xml", true)]
+    [InlineData("application/xhtml+xml", true)]
+    [InlineData("application/rss+xml", true)]
+    [InlineData("text/xml", true)]
+    [InlineData("application/javascript", true)]
+    [InlineData("text/javascript", true)]
+    [InlineData("text/plain", false)]
+    [InlineData("image/png", false)]
+    [InlineData("application/json", false)]
+    [InlineData("application/octet-stream", false)]
+    public async Task Active_content_types_download_as_attachments_and_nothing_is_sniffed(string contentType, bool attachment)
+    {
+        using var put = await PutAsync("/files/pages/evil.page", "<script>alert(1)</script>"u8.ToArray(), contentType);
+        Assert.Equal(HttpStatusCode.Created, put.StatusCode);
+
+        using var get = await _client.SendAsync(Request(HttpMethod.Get, "/files/pages/evil.page"));
+        Assert.Equal(HttpStatusCode.OK, get.StatusCode);
+        Assert.Equal("nosniff", get.Headers.GetValues("X-Content-Type-Options").Single());
+        var disposition = get.Content.Headers.ContentDisposition;
+        if (attachment)
+        {
+            Assert.Equal("attachment", disposition?.DispositionType);
+            Assert.Equal("evil.page", disposition?.FileName?.Trim('"'));
+        }
+        else
+        {
+            Assert.Null(disposition);
+        }
+    }
+
     [Fact]
     public async Task Delete_removes_the_file()
     {
