@@ -120,7 +120,8 @@ public sealed partial class FileSystemFileStore : IUploadStore
         }))
         {
             // One pass over all partials: the hash of the concatenation is the file's SHA-256.
-            var concatenation = new ConcatenatedStream(partials.Select(partial => LocateUpload(user, partial.Id).BytesPath).ToList());
+            var concatenation = new SequentialStream(partials.Select(partial => LocateUpload(user, partial.Id).BytesPath)
+                .Select(path => (Func<Stream>)(() => new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 0, FileOptions.SequentialScan))));
             await using (concatenation)
             {
                 (_, sha256) = await HashingCopy.CopyAsync(concatenation, destination, maxBytes, cancellationToken);
@@ -231,61 +232,6 @@ public sealed partial class FileSystemFileStore : IUploadStore
         WriteJsonAtomically(path, upload, UploadRecordJson.Default.UploadRecord);
 
     private UploadRecord? ReadUploadState(string path) => ReadJson(path, UploadRecordJson.Default.UploadRecord);
-
-    /// <summary>Reads several files one after the other as one stream.</summary>
-    private sealed class ConcatenatedStream(IReadOnlyList<string> paths) : Stream
-    {
-        private int _next;
-        private FileStream? _current;
-
-        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
-        {
-            while (true)
-            {
-                if (_current is null)
-                {
-                    if (_next == paths.Count)
-                    {
-                        return 0;
-                    }
-
-                    _current = new FileStream(paths[_next++], FileMode.Open, FileAccess.Read, FileShare.Read, 0, FileOptions.SequentialScan);
-                }
-
-                var read = await _current.ReadAsync(buffer, cancellationToken);
-                if (read > 0)
-                {
-                    return read;
-                }
-
-                await _current.DisposeAsync();
-                _current = null;
-            }
-        }
-
-        public override int Read(byte[] buffer, int offset, int count) =>
-            ReadAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
-
-        public override bool CanRead => true;
-        public override bool CanSeek => false;
-        public override bool CanWrite => false;
-        public override long Length => throw new NotSupportedException();
-        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-        public override void Flush() { }
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-        public override void SetLength(long value) => throw new NotSupportedException();
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-
-        protected override void Dispose(bool disposing)
-        {
-            if (disposing)
-            {
-                _current?.Dispose();
-            }
-
-            base.Dispose(disposing);
-        }
-    }
 }
 
 [JsonSerializable(typeof(UploadRecord))]
