@@ -1,6 +1,4 @@
 using System.Net;
-using System.Net.Http.Json;
-using System.Security.Cryptography;
 using Aspire.Hosting;
 using Aspire.Hosting.ApplicationModel;
 using Microsoft.Extensions.DependencyInjection;
@@ -53,22 +51,8 @@ public sealed class DurableStorageTests(S3AppFixture app)
     [Fact]
     public async Task One_GiB_upload_to_the_bucket_succeeds_under_a_128_MiB_heap_limit()
     {
-        const long OneGiB = 1L << 30;
         using var client = app.CreateWorkerClient(TestContent.UniqueUser("big-s3"));
-        using var content = new GeneratedContent(OneGiB, seed: 7);
-
-        using var put = await client.PutAsync("/files/big/one-gib.bin", content);
-        Assert.Equal(HttpStatusCode.Created, put.StatusCode);
-        var stored = (await put.Content.ReadFromJsonAsync<StoredFile>())!;
-        Assert.Equal(content.Sha256Hex, stored.Sha256);
-
-        using var get = await client.GetAsync("/files/big/one-gib.bin", HttpCompletionOption.ResponseHeadersRead);
-        Assert.Equal(HttpStatusCode.OK, get.StatusCode);
-        await using var body = await get.Content.ReadAsStreamAsync();
-        Assert.Equal(content.Sha256Hex, Convert.ToHexStringLower(await SHA256.HashDataAsync(body)));
-
-        using var delete = await client.DeleteAsync("/files/big/one-gib.bin");
-        Assert.Equal(HttpStatusCode.NoContent, delete.StatusCode);
+        await TestContent.RoundTripOneGiBAsync(client, seed: 7);
     }
 
     private async Task RestartUploadServiceWithAnEmptyDiskAsync()

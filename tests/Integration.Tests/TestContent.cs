@@ -27,6 +27,31 @@ public static class TestContent
         Assert.False(string.IsNullOrWhiteSpace(problem.GetProperty("title").GetString()));
     }
 
+    public const long OneGiB = 1L << 30;
+
+    /// <summary>
+    /// PUTs a generated gigabyte through the Worker, checks the reported size and sha256, reads it back as a
+    /// stream and hashes it (so the stored bytes are checked, not only the reported hash), then deletes it.
+    /// </summary>
+    public static async Task RoundTripOneGiBAsync(HttpClient client, int seed)
+    {
+        using var content = new GeneratedContent(OneGiB, seed);
+
+        using var put = await client.PutAsync("/files/big/one-gib.bin", content);
+        Assert.Equal(HttpStatusCode.Created, put.StatusCode);
+        var stored = (await put.Content.ReadFromJsonAsync<StoredFile>())!;
+        Assert.Equal(OneGiB, stored.Size);
+        Assert.Equal(content.Sha256Hex, stored.Sha256);
+
+        using var get = await client.GetAsync("/files/big/one-gib.bin", HttpCompletionOption.ResponseHeadersRead);
+        Assert.Equal(HttpStatusCode.OK, get.StatusCode);
+        await using var body = await get.Content.ReadAsStreamAsync();
+        Assert.Equal(content.Sha256Hex, Convert.ToHexStringLower(await SHA256.HashDataAsync(body)));
+
+        using var delete = await client.DeleteAsync("/files/big/one-gib.bin");
+        Assert.Equal(HttpStatusCode.NoContent, delete.StatusCode);
+    }
+
     public static async Task<FileList> ListAsync(HttpClient client, string? prefix = null)
     {
         var url = prefix is null ? "/files" : $"/files?prefix={Uri.EscapeDataString(prefix)}";
