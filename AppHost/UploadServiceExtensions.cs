@@ -26,10 +26,15 @@ public static class UploadServiceExtensions
 
     private const int ContainerPort = 8000;            // ASPNETCORE_HTTP_PORTS in the Dockerfile; defaultPort in the Durable Object
     private const string ContainerDataPath = "/data";  // Storage__Root in the Dockerfile
+    public const string InternalSecretVariable = "INTERNAL_SECRET"; // read by the service and the Durable Object
     private static readonly TimeSpan EngineProbeTimeout = TimeSpan.FromSeconds(10);
 
-    /// <summary>Adds the upload service as a project or as a container from UploadService/Dockerfile.</summary>
-    public static IResourceBuilder<IResourceWithEndpoints> AddUploadService(this IDistributedApplicationBuilder builder, string name)
+    /// <summary>
+    /// Adds the upload service as a project or as a container from UploadService/Dockerfile. It accepts only
+    /// requests signed with <paramref name="internalSecret"/> (as the Durable Object signs them).
+    /// </summary>
+    public static IResourceBuilder<IResourceWithEndpoints> AddUploadService(
+        this IDistributedApplicationBuilder builder, string name, IResourceBuilder<ParameterResource> internalSecret)
     {
         var (mode, reason) = builder.ResolveUploadServiceMode();
         builder.Eventing.Subscribe<BeforeStartEvent>((e, _) =>
@@ -51,6 +56,7 @@ public static class UploadServiceExtensions
             return builder.AddDockerfile(name, builder.RepositoryRoot(), "UploadService/Dockerfile")
                 .WithHttpEndpoint(targetPort: ContainerPort, name: "http")
                 .WithBindMount(dataPath, ContainerDataPath)
+                .WithEnvironment(InternalSecretVariable, internalSecret)
                 .WithOtlpExporter()
                 .WithHttpHealthCheck("/health");
         }
@@ -58,6 +64,7 @@ public static class UploadServiceExtensions
 #pragma warning disable ASPIRECERTIFICATES001 // evaluation API; without it Aspire warns about a missing dev certificate
         return builder.AddProject<Projects.UploadService>(name)
             .WithEnvironment("Storage__Root", builder.LocalDataPath("uploads"))
+            .WithEnvironment(InternalSecretVariable, internalSecret)
             .WithHttpHealthCheck("/health")
             .WithoutHttpsCertificate(); // served over http locally: no dev certificate needed
 #pragma warning restore ASPIRECERTIFICATES001

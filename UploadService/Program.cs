@@ -1,9 +1,11 @@
 using UploadService.Apis;
+using UploadService.Security;
 
 var builder = WebApplication.CreateBuilder(args);
 
 builder.AddServiceDefaults();
 builder.Services.AddProblemDetails();
+builder.AddInternalSignature();
 builder.AddFileStore();
 builder.AddUploadLimits();
 builder.AddTus();
@@ -12,6 +14,7 @@ var app = builder.Build();
 
 app.UseExceptionHandler();
 app.UseStatusCodePages();
+app.UseInternalSignature(); // before UseTus: the method and target exactly as the Durable Object signed them
 app.UseTus(); // before routing: X-HTTP-Method-Override picks the endpoint
 app.UseRouting();
 

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Security.Cryptography;
 using System.Text;
+using UploadService.Security;
 
 namespace Bench;
 
@@ -13,6 +14,9 @@ public sealed class Stack(string repo, string work, HttpClient http) : IAsyncDis
 {
     static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(90);
     const string UserId = "bench";
+
+    /// <summary>Shared by the upload service and the Worker's Durable Object, which signs what it forwards.</summary>
+    static readonly string InternalSecret = Convert.ToHexString(RandomNumberGenerator.GetBytes(32));
     readonly List<IAsyncDisposable> started = [];
 
     public Sink? Sink { get; private set; }
@@ -74,6 +78,7 @@ public sealed class Stack(string repo, string work, HttpClient http) : IAsyncDis
             {
                 ["ASPNETCORE_ENVIRONMENT"] = "Production",
                 ["Storage__Root"] = storage,
+                [InternalSignature.SecretSetting] = InternalSecret,
                 ["Logging__LogLevel__Default"] = "Warning",
                 ["OTEL_EXPORTER_OTLP_ENDPOINT"] = "",
             });
@@ -81,7 +86,12 @@ public sealed class Stack(string repo, string work, HttpClient http) : IAsyncDis
         var baseUrl = new Uri($"http://127.0.0.1:{port}/");
         var ready = await Service.WaitReady(() => Ok(new Uri(baseUrl, "health")), StartTimeout);
         Console.WriteLine($"upload service ({configuration}) ready on {baseUrl} in {ready.TotalSeconds:0.0} s");
-        return new Target("service", baseUrl, request => request.Headers.Add("X-User-Id", UserId));
+        var key = Encoding.UTF8.GetBytes(InternalSecret);
+        return new Target("service", baseUrl, request =>
+        {
+            request.Headers.Add("X-User-Id", UserId);
+            InternalSignature.Sign(request, key); // as the Durable Object signs
+        });
     }
 
     async Task<Target?> StartPeer(Report report)
@@ -112,7 +122,8 @@ public sealed class Stack(string repo, string work, HttpClient http) : IAsyncDis
     {
         var secret = Convert.ToHexString(RandomNumberGenerator.GetBytes(32));
         var (_, baseUrl) = await StartWrangler("worker", wrangler, Path.Combine(repo, "worker"),
-            ["--enable-containers=false", "--var", $"AUTH_SECRET:{secret}", "--var", $"CONTAINER_ORIGIN:{service.ToString().TrimEnd('/')}"],
+            ["--enable-containers=false", "--var", $"AUTH_SECRET:{secret}", "--var", $"{InternalSignature.SecretSetting}:{InternalSecret}",
+             "--var", $"CONTAINER_ORIGIN:{service.ToString().TrimEnd('/')}"],
             "health", HttpStatusCode.OK);
         var token = Token(secret, UserId);
         Console.WriteLine($"worker (wrangler dev → DO → upload service) ready on {baseUrl}");

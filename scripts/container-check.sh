@@ -179,7 +179,18 @@ took "image build"
 step "run the image: HTTP on port 8000 as the non-root user"
 port=$(free_port)
 app_container=container-check-$$
-if ! podman run -d --rm --name "$app_container" --platform linux/amd64 -p "127.0.0.1:$port:8000" "$APP_IMAGE" >/dev/null; then
+# The service accepts only requests signed with this key, as the Durable Object signs them.
+internal_secret=$(head -c 32 /dev/urandom | sha256sum | cut -d' ' -f1)
+# sign METHOD TARGET: sets $signed to curl's header arguments (UploadService/Security/InternalSignature.cs).
+sign() {
+  local ts mac
+  ts=$(date +%s)
+  mac=$(python3 -c 'import hashlib, hmac, sys; print(hmac.new(sys.argv[1].encode(), "\n".join(["v1", *sys.argv[2:]]).encode(), hashlib.sha256).hexdigest())' \
+    "$internal_secret" "$ts" "$1" "" "$2" "$CHECK_USER")
+  signed=(-H "X-User-Id: $CHECK_USER" -H "X-Internal-Timestamp: $ts" -H "X-Internal-Signature: v1=$mac")
+}
+if ! podman run -d --rm --name "$app_container" --platform linux/amd64 -p "127.0.0.1:$port:8000" \
+  -e INTERNAL_SECRET="$internal_secret" "$APP_IMAGE" >/dev/null; then
   fail "the image starts"; finish; exit 1
 fi
 base=http://127.0.0.1:$port
@@ -193,14 +204,16 @@ fi
 # Round trip: the stored file's sha256 (in the 201 body and as the download) equals the sent file's.
 head -c 3000000 /dev/urandom >"$WORK/sample.bin"
 expected=$(sha256sum "$WORK/sample.bin" | cut -d' ' -f1)
-status=$(curl -s -o "$WORK/put.json" -w '%{http_code}' -H "X-User-Id: $CHECK_USER" \
+sign PUT /files/check/sample.bin
+status=$(curl -s -o "$WORK/put.json" -w '%{http_code}' "${signed[@]}" \
   -H 'Content-Type: application/octet-stream' -T "$WORK/sample.bin" "$base/files/check/sample.bin" || true)
 if [ "$status" = 201 ] && grep -q "\"sha256\":\"$expected\"" "$WORK/put.json"; then
   pass "PUT /files/check/sample.bin -> 201 with the sent file's sha256"
 else
   fail "PUT /files/check/sample.bin -> 201 with the sent file's sha256" "status $status, body $(head -c 300 "$WORK/put.json")"
 fi
-status=$(curl -s -o "$WORK/get.bin" -w '%{http_code}' -H "X-User-Id: $CHECK_USER" "$base/files/check/sample.bin" || true)
+sign GET /files/check/sample.bin
+status=$(curl -s -o "$WORK/get.bin" -w '%{http_code}' "${signed[@]}" "$base/files/check/sample.bin" || true)
 if [ "$status" = 200 ] && [ "$(sha256sum "$WORK/get.bin" | cut -d' ' -f1)" = "$expected" ]; then
   pass "GET /files/check/sample.bin returns the same bytes (sha256)"
 else
@@ -208,12 +221,22 @@ else
 fi
 
 # Bad input is refused with problem details.
-status=$(curl -s -o "$WORK/bad.json" -w '%{http_code}|%{content_type}' -H "X-User-Id: $CHECK_USER" \
+sign PUT /files/a//b
+status=$(curl -s -o "$WORK/bad.json" -w '%{http_code}|%{content_type}' "${signed[@]}" \
   --data-binary x -X PUT "$base/files/a//b" || true)
 if [ "${status%%|*}" = 400 ] && [[ "${status#*|}" == application/problem+json* ]]; then
   pass "PUT /files/a//b (empty segment) -> 400 application/problem+json"
 else
   fail "PUT /files/a//b (empty segment) -> 400 application/problem+json" "got $status"
+fi
+
+# Straight to the port with a forged user id and no signature: refused, nothing read.
+status=$(curl -s -o "$WORK/forged.json" -w '%{http_code}|%{content_type}' -H "X-User-Id: $CHECK_USER" \
+  "$base/files/check/sample.bin" || true)
+if [ "${status%%|*}" = 401 ] && [[ "${status#*|}" == application/problem+json* ]]; then
+  pass "GET with a forged X-User-Id and no signature -> 401 application/problem+json"
+else
+  fail "GET with a forged X-User-Id and no signature -> 401 application/problem+json" "got $status"
 fi
 
 # The service process (pid 1) runs as the Dockerfile's user, and that user owns what it stored.

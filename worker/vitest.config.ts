@@ -1,7 +1,7 @@
 import { cloudflareTest } from "@cloudflare/vitest-pool-workers";
 import { defineConfig } from "vitest/config";
 
-import { TEST_AUTH_SECRET } from "./test/support.ts";
+import { TEST_AUTH_SECRET, TEST_INTERNAL_SECRET } from "./test/support.ts";
 
 export default defineConfig({
   plugins: [
@@ -9,7 +9,7 @@ export default defineConfig({
       wrangler: { configPath: "./wrangler.toml" },
       miniflare: {
         // What scripts/dev.sh passes with --var in local modes: the DO gets the stand-in container.
-        bindings: { AUTH_SECRET: TEST_AUTH_SECRET, CONTAINER_ORIGIN: inject("echoOrigin") },
+        bindings: { AUTH_SECRET: TEST_AUTH_SECRET, INTERNAL_SECRET: TEST_INTERNAL_SECRET, CONTAINER_ORIGIN: inject("echoOrigin") },
       },
     })),
   ],

@@ -5,7 +5,7 @@ namespace UploadService.Security;
 
 /// <summary>
 /// The user whose namespace a request works in, as the Worker asserts it in <see cref="HeaderName"/>.
-/// The service trusts the header (only the Worker can reach it); a signature check comes later.
+/// The header is covered by the Durable Object's signature (<see cref="InternalSignatureCheck"/>), so it can't be forged.
 /// The value may be "." or "..": stores must derive directory names from it, never use it raw.
 /// </summary>
 public sealed record UserId

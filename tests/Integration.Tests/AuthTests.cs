@@ -14,6 +14,23 @@ public sealed class AuthTests(AppFixture app)
     }
 
     [Fact]
+    public async Task A_request_straight_to_the_upload_service_with_a_forged_user_id_is_401_and_stores_nothing()
+    {
+        using var direct = new HttpClient { BaseAddress = app.UploadServiceUrl };
+        using var put = new HttpRequestMessage(HttpMethod.Put, "/files/forged.txt") { Content = new ByteArrayContent([1, 2, 3]) };
+        put.Headers.Add("X-User-Id", "alice");
+        using var response = await direct.SendAsync(put);
+        await TestContent.AssertProblemAsync(response, HttpStatusCode.Unauthorized);
+
+        // The service's health probe stays open; through the Worker, alice has no such file.
+        using var health = await direct.GetAsync("/health");
+        Assert.Equal(HttpStatusCode.OK, health.StatusCode);
+        using var client = app.CreateWorkerClient("alice");
+        using var get = await client.GetAsync("/files/forged.txt");
+        Assert.Equal(HttpStatusCode.NotFound, get.StatusCode);
+    }
+
+    [Fact]
     public async Task Request_without_token_is_401_problem()
     {
         using var client = app.CreateWorkerClient();

@@ -23,7 +23,7 @@ args=(
 if [[ -n "${INSPECTOR_PORT:-}" ]]; then args+=(--inspector-port "$INSPECTOR_PORT"); fi
 if [[ -n "${WRANGLER_PERSIST_DIR:-}" ]]; then args+=(--persist-to "$WRANGLER_PERSIST_DIR"); fi
 
-for name in AUTH_SECRET CONTAINER_ORIGIN OTEL_EXPORTER_OTLP_ENDPOINT OTEL_EXPORTER_OTLP_HEADERS \
+for name in AUTH_SECRET INTERNAL_SECRET CONTAINER_ORIGIN OTEL_EXPORTER_OTLP_ENDPOINT OTEL_EXPORTER_OTLP_HEADERS \
   OTEL_SERVICE_NAME OTEL_RESOURCE_ATTRIBUTES; do
   if [[ -n "${!name:-}" ]]; then args+=(--var "$name:${!name}"); fi
 done

@@ -6,6 +6,11 @@
 export interface RuntimeVars {
   /** HS256 key that signs user tokens. */
   AUTH_SECRET: string;
+  /**
+   * Key the Durable Object signs its requests to the upload service with; handed to the container,
+   * which refuses unsigned requests (`wrangler secret put INTERNAL_SECRET`; the AppHost generates one).
+   */
+  INTERNAL_SECRET: string;
   /** Local modes only: where the ctx.container stand-in forwards (see local-container.ts). */
   CONTAINER_ORIGIN?: string;
   /** Browser origins allowed by CORS: comma-separated, or `*`; unset allows loopback origins only (cors.ts). */

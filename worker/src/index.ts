@@ -1,6 +1,7 @@
 import { instrument, instrumentDO } from "@microlabs/otel-cf-workers";
 import { authenticate } from "./auth";
 import { preflight, withCors } from "./cors";
+import { SIGNATURE_HEADER, TIMESTAMP_HEADER } from "./internal-signature";
 import { problem } from "./problem";
 import { injectTraceContext, telemetryConfig } from "./telemetry";
 import { UserAppContainer as UserAppContainerClass } from "./user-app-container";
@@ -46,6 +47,8 @@ function toUserContainer(request: Request, userId: string): Request {
   const headers = new Headers(request.headers);
   headers.delete("Authorization");
   headers.delete("Expect"); // 100-continue was the edge's business with the client
+  headers.delete(TIMESTAMP_HEADER); // only the Durable Object signs
+  headers.delete(SIGNATURE_HEADER);
   headers.set("X-User-Id", userId); // replaces any client-supplied value
   headers.set("X-Forwarded-Host", url.host);
   headers.set("X-Forwarded-Proto", url.protocol.slice(0, -1));

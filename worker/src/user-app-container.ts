@@ -1,5 +1,6 @@
 import { Container, type StopParams } from "@cloudflare/containers";
 import type { DurableObject } from "cloudflare:workers";
+import { signForUploadService } from "./internal-signature";
 import { installLocalContainer } from "./local-container";
 import { problem } from "./problem";
 import { injectTraceContext } from "./telemetry";
@@ -26,6 +27,9 @@ export class UserAppContainer extends Container<Env> {
 
   override async fetch(request: Request): Promise<Response> {
     this.#requestUserId ??= request.headers.get("X-User-Id") ?? undefined;
+    if (!this.env.INTERNAL_SECRET) {
+      return problem(500, "The upload service's signing key is not configured (INTERNAL_SECRET is unset).");
+    }
     // The container's TCP port does not propagate trace context: hand it this object's span.
     const headers = new Headers(request.headers);
     injectTraceContext(headers);
@@ -33,6 +37,8 @@ export class UserAppContainer extends Container<Env> {
     // send it as POST with X-HTTP-Method-Override, which tus servers (ours included) honour.
     const method = request.method === "PATCH" ? "POST" : request.method;
     if (method !== request.method) headers.set("X-HTTP-Method-Override", request.method);
+    // The service serves only requests signed with the secret it shares with this object.
+    await signForUploadService(this.env.INTERNAL_SECRET, method, request.url, headers);
     try {
       return await asProblemDetails(await super.fetch(new Request(request, { method, headers })), request.method);
     } catch (error) {
@@ -76,6 +82,8 @@ function containerEnvVars(env: Env & Partial<R2Vars>): Record<string, string> {
     ASPNETCORE_HTTP_PORTS: "8000", // = defaultPort
     OTEL_SERVICE_NAME: "upload-service",
   };
+  // The key the service checks this object's signatures with (a wrangler secret; see internal-signature.ts).
+  if (env.INTERNAL_SECRET) vars.INTERNAL_SECRET = env.INTERNAL_SECRET;
   if (env.R2_ACCOUNT_ID && env.R2_BUCKET && env.R2_ACCESS_KEY_ID && env.R2_SECRET_ACCESS_KEY) {
     vars.Storage__Provider = "s3";
     vars.Storage__S3__ServiceUrl = `https://${env.R2_ACCOUNT_ID}.r2.cloudflarestorage.com`;

@@ -3,6 +3,9 @@ import { SignJWT } from "jose";
 /** The AUTH_SECRET the Worker gets in tests (vitest.config.ts). */
 export const TEST_AUTH_SECRET = "test-secret-for-vitest-only";
 
+/** The INTERNAL_SECRET the Durable Object signs with in tests (vitest.config.ts). */
+export const TEST_INTERNAL_SECRET = "internal-secret-for-vitest-only-0123456789";
+
 export const BASE = "https://files.example.test";
 
 export async function tokenFor(
