@@ -20,6 +20,7 @@ public class AppFixture : IAsyncLifetime
     public const string UploadServiceHeapHardLimit = "0x8000000"; // 128 MiB
 
     public string AuthSecret { get; } = $"integration-tests-{Guid.NewGuid():N}-{Guid.NewGuid():N}";
+    public string InternalSecret { get; } = $"internal-{Guid.NewGuid():N}-{Guid.NewGuid():N}";
     public string DashboardApiKey { get; } = Guid.NewGuid().ToString("N");
     public string DataRoot { get; } = Path.Combine(Path.GetTempPath(), $"upload-it-{Guid.NewGuid():N}");
     public string UploadsRoot => Path.Combine(DataRoot, "uploads");
@@ -43,6 +44,7 @@ public class AppFixture : IAsyncLifetime
                 "--UploadService:Mode=project",
                 $"--LocalData:Root={DataRoot}",
                 $"--Parameters:auth-secret={AuthSecret}",
+                $"--Parameters:internal-secret={InternalSecret}",
                 $"--AppHost:DashboardApiKey={DashboardApiKey}",
                 $"--ASPNETCORE_URLS=http://127.0.0.1:{FreePort()}",
                 $"--ASPIRE_DASHBOARD_OTLP_ENDPOINT_URL=http://127.0.0.1:{FreePort()}",

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Security.Cryptography;
 using System.Text.Json;
+using System.Text.RegularExpressions;
 
 namespace Integration.Tests;
 
@@ -36,6 +37,52 @@ public sealed class TelemetryTests(AppFixture app)
         Assert.True(spans.Any(s => s.Service == "upload-service"), $"no upload-service span in {summary}");
         // The Worker's first span continues the client's span, so all of it hangs off one parent.
         Assert.Contains(spans, s => s.ParentSpanId == parentSpanId);
+    }
+
+    [Fact]
+    public async Task Tokens_secrets_and_signatures_appear_in_no_span_and_no_log()
+    {
+        var traceId = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));
+        var user = TestContent.UniqueUser("redacted");
+        var token = Tokens.Create(app.AuthSecret, user);
+        using var client = app.CreateWorkerClient();
+        client.DefaultRequestHeaders.Authorization = new("Bearer", token);
+        using (var request = new HttpRequestMessage(HttpMethod.Put, "/files/redacted.bin") { Content = new ByteArrayContent([1, 2, 3]) })
+        {
+            request.Headers.Add("traceparent", $"00-{traceId}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8))}-01");
+            using var put = await client.SendAsync(request);
+            Assert.Equal(HttpStatusCode.Created, put.StatusCode);
+        }
+        // A rejected token is logged by nobody either.
+        using (var bad = new HttpRequestMessage(HttpMethod.Get, "/files") { Headers = { { "Authorization", $"Bearer {token}x" } } })
+        using (var rejected = await client.SendAsync(bad))
+            Assert.Equal(HttpStatusCode.Unauthorized, rejected.StatusCode);
+        await WaitForTraceAsync(traceId, spans => spans.Any(s => s.Service == "upload-service") && spans.Count >= 3);
+
+        using var dashboard = new HttpClient { BaseAddress = app.DashboardUrl };
+        dashboard.DefaultRequestHeaders.Add("X-API-Key", app.DashboardApiKey);
+        var exported = new Dictionary<string, string>
+        {
+            ["spans"] = await dashboard.GetStringAsync("/api/telemetry/traces?limit=1000"),
+            ["OTLP logs"] = await dashboard.GetStringAsync("/api/telemetry/logs?limit=10000"),
+        };
+        // (What the Worker prints to its console is checked in worker/test/redaction.test.ts; wrangler shows
+        // --var values as "(hidden)".)
+        Assert.Contains(user, exported["spans"]); // what is checked below holds this request's traffic
+
+        var secrets = new Dictionary<string, string>
+        {
+            ["the bearer token"] = token,
+            ["the token's signature"] = token.Split('.')[2],
+            ["AUTH_SECRET"] = app.AuthSecret,
+            ["INTERNAL_SECRET"] = app.InternalSecret,
+        };
+        foreach (var (where, text) in exported)
+        {
+            foreach (var (what, secret) in secrets)
+                Assert.False(text.Contains(secret, StringComparison.Ordinal), $"{what} appears in the {where}");
+            Assert.False(Regex.IsMatch(text, "v1=[0-9a-f]{64}"), $"an internal signature appears in the {where}");
+        }
     }
 
     private static bool IsDurableObject(Span span) =>
