@@ -1,11 +1,21 @@
 /**
- * Values that reach the Worker at run time rather than through wrangler.toml: a secret in
- * production (`wrangler secret put AUTH_SECRET`), `--var` flags locally (scripts/dev.sh).
+ * Values that reach the Worker at run time rather than through wrangler.toml: secrets and variables
+ * in production (`wrangler secret put AUTH_SECRET`, dashboard variables), `--var` flags locally
+ * (scripts/dev.sh).
  * `wrangler types` cannot see them, so they are merged into its generated `Env` here.
  */
 export interface RuntimeVars {
-  /** HS256 key that signs user tokens. */
-  AUTH_SECRET: string;
+  /**
+   * HS256 key that signs user tokens. At least one of AUTH_SECRET and AUTH_JWKS_URL must be set; with
+   * both, HS256 tokens are checked with this key and RS256/ES256 tokens with the key set (auth.ts).
+   */
+  AUTH_SECRET?: string;
+  /** URL of a JSON Web Key Set (an identity provider's `jwks_uri`) whose public keys verify RS256/ES256 tokens. */
+  AUTH_JWKS_URL?: string;
+  /** When set, every token's `iss` must equal it (HS256 tokens too). */
+  AUTH_ISSUER?: string;
+  /** When set, every token's `aud` must be or contain it (HS256 tokens too). */
+  AUTH_AUDIENCE?: string;
   /**
    * Key the Durable Object signs its requests to the upload service with; handed to the container,
    * which refuses unsigned requests (`wrangler secret put INTERNAL_SECRET`; the AppHost generates one).

@@ -25,9 +25,8 @@ async function route(request: Request, env: Env): Promise<Response> {
     return problem(404, `No route for ${url.pathname}.`);
   }
 
-  if (!env.AUTH_SECRET) return problem(500, "Authentication is not configured (AUTH_SECRET is unset).");
-  const auth = await authenticate(request, env.AUTH_SECRET);
-  if (!auth.ok) return problem(401, auth.detail, { "WWW-Authenticate": 'Bearer realm="files"' });
+  const auth = await authenticate(request, env);
+  if (!auth.ok) return problem(auth.status, auth.detail, auth.status === 401 ? { "WWW-Authenticate": 'Bearer realm="files"' } : undefined);
 
   const stub = env.USER_CONTAINERS.getByName(auth.userId);
   try {

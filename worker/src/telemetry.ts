@@ -34,7 +34,11 @@ const discard: SpanExporter = {
   shutdown: async () => {},
 };
 
-/** otel-cf-workers configuration for the Worker and its Durable Object, read from the environment. */
+/**
+ * otel-cf-workers configuration for the Worker and its Durable Object, read from the environment.
+ * Of request headers the library records only Content-Type, Content-Length, User-Agent and cf-ray,
+ * never credentials (Authorization, X-Internal-Signature); test/redaction.test.ts holds it to that.
+ */
 export const telemetryConfig: ResolveConfigFn<Env> = (env): TraceConfig => {
   const service = { name: env.OTEL_SERVICE_NAME || "worker" };
   // The stand-in container in local modes forwards with the global fetch; leaving it uninstrumented

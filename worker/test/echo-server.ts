@@ -3,8 +3,8 @@
 // SHA-256), hashing the body as it streams in, and provides its origin to the tests.
 import { createHash } from "node:crypto";
 import { createServer } from "node:http";
-import type { AddressInfo } from "node:net";
 import type { TestProject } from "vitest/node";
+import { listenLocally } from "./local-server";
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -49,19 +49,13 @@ export default async function setup(project: TestProject) {
       response.end(JSON.stringify(echo));
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
-  project.provide("echoOrigin", `http://127.0.0.1:${port}`);
+  const { origin, stop } = await listenLocally(server);
+  project.provide("echoOrigin", origin);
 
   // An origin where nothing listens: bind a port, then free it.
-  const closed = createServer();
-  await new Promise<void>((resolve) => closed.listen(0, "127.0.0.1", resolve));
-  const closedPort = (closed.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => closed.close(() => resolve()));
-  project.provide("closedOrigin", `http://127.0.0.1:${closedPort}`);
+  const closed = await listenLocally(createServer());
+  await closed.stop();
+  project.provide("closedOrigin", closed.origin);
 
-  return async () => {
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-  };
+  return stop;
 }
