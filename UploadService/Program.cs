@@ -4,6 +4,7 @@ var builder = WebApplication.CreateBuilder(args);
 
 builder.AddServiceDefaults();
 builder.Services.AddProblemDetails();
+builder.Services.AddExceptionHandler<StorageFullHandler>();
 builder.AddFileStore();
 builder.AddUploadLimits();
 builder.AddTus();
