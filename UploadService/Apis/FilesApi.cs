@@ -241,6 +241,13 @@ public static class FilesApi
             return NotFound(fileName);
         }
 
+        // RFC 9110 §14.2: a Range in a unit other than bytes is ignored (the framework would serve it as bytes).
+        if (request.Headers.Range.ToString() is { Length: > 0 } range
+            && !range.TrimStart().StartsWith("bytes=", StringComparison.OrdinalIgnoreCase))
+        {
+            request.Headers.Remove(HeaderNames.Range);
+        }
+
         // Stored content types are client-chosen: never let a browser upgrade them by sniffing, and never
         // let it render an active type (HTML, SVG, XML, JavaScript) on the Worker's origin.
         response.Headers.XContentTypeOptions = "nosniff";

@@ -119,6 +119,11 @@ public static class TusApi
         long? length = null;
         if (partialIds is null)
         {
+            if (headers.ContainsKey(Headers.UploadLength) && headers.ContainsKey(Headers.UploadDeferLength))
+            {
+                return Problem(StatusCodes.Status400BadRequest, "Send Upload-Length or Upload-Defer-Length, not both.");
+            }
+
             if (headers.ContainsKey(Headers.UploadLength))
             {
                 if (!TryParseLength(headers[Headers.UploadLength], out var declared))
@@ -334,6 +339,8 @@ public static class TusApi
             case AppendDecision.Expired: return Gone(id);
             case AppendDecision.Forbidden:
                 return Problem(StatusCodes.Status403Forbidden, "The final upload of a concatenation cannot be patched.");
+            case AppendDecision.Completed:
+                return Problem(StatusCodes.Status403Forbidden, $"Upload '{id}' is complete and became /files/{upload!.FileName}; it takes no more bytes.");
             case AppendDecision.OffsetMismatch:
                 return Problem(StatusCodes.Status409Conflict,
                     $"Upload-Offset is {offset} but the upload is at {upload!.Offset}; resume from the offset HEAD reports.");
