@@ -20,7 +20,8 @@ namespace UploadService.Apis;
 /// chunk that failed), and a replaced or deleted file counts until the store is read again. The stored
 /// figure is read from the store when a user is first seen and again before any refusal, so a refusal
 /// always rests on the store's current figure plus the writes in flight. Concatenating partial uploads
-/// does not change the stored total and is not checked.
+/// does not change the stored total and is not checked. The figures are kept per user seen, in memory (one
+/// small entry each; one container serves one user in production).
 /// </para>
 /// </summary>
 public sealed class UserQuota(IFileStore store, IOptions<UploadOptions> options)
@@ -128,12 +129,17 @@ public sealed class UserQuota(IFileStore store, IOptions<UploadOptions> options)
         /// <summary>After the write: how many of the reserved bytes stay stored (at most the reservation).</summary>
         public void Keep(long bytes)
         {
+            if (_usage is null)
+            {
+                return; // Unlimited is shared and counts nothing
+            }
+
             _keepAll = false;
             _kept = Math.Max(bytes, 0);
         }
 
         /// <summary>Counts the whole reservation as stored when the request ends, however far it grows (until <see cref="Keep"/>).</summary>
-        public void KeepAll() => _keepAll = true;
+        public void KeepAll() => _keepAll = _usage is not null;
 
         private async ValueTask GrowToAsync(long total, CancellationToken cancellationToken)
         {

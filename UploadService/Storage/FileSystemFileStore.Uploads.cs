@@ -26,7 +26,16 @@ public sealed partial class FileSystemFileStore : IUploadStore
         {
         }
 
-        WriteUploadState(statePath, upload);
+        try
+        {
+            WriteUploadState(statePath, upload);
+        }
+        catch
+        {
+            TryDelete(bytesPath); // no state, no upload (a full disk, typically)
+            throw;
+        }
+
         return Task.FromResult(upload);
     }
 

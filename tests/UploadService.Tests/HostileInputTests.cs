@@ -114,7 +114,7 @@ public sealed class HostileInputTests(UploadServiceFactory service, ITestOutputH
     private static int Size(IEnumerable<object[]> data) => data.Count();
 
     private const int LyingLengthCases = 8; // the Content-Length tests below
-    private const int TusStateCases = 6;    // PATCH after completion (2), concatenation (4)
+    private const int TusStateCases = 8;    // PATCH after completion (2), past Upload-Length (2), concatenation (4)
 
     private Uri Server => service.Client.BaseAddress!;
 
@@ -388,6 +388,40 @@ public sealed class HostileInputTests(UploadServiceFactory service, ITestOutputH
         var file = Assert.Single(await ListAsync(user));
         Assert.Equal(Convert.ToHexStringLower(SHA256.HashData("hello"u8)), file.GetProperty("sha256").GetString());
         await AssertHealthyAsync();
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task A_tus_body_past_Upload_Length_is_413_and_no_file_appears(bool atCreation)
+    {
+        var user = NewUser();
+        var chunk = new StreamContent(new NonSeekableStream(Names.Bytes(50))); // chunked: no Content-Length to refuse up front
+        chunk.Headers.ContentType = new MediaTypeHeaderValue(TusProtocol.OffsetContentType);
+        HttpResponseMessage response;
+        if (atCreation)
+        {
+            using var create = Tus(HttpMethod.Post, "/uploads", user);
+            create.Headers.Add("Upload-Length", "10");
+            create.Headers.Add("Upload-Metadata", "filename " + Convert.ToBase64String("a.bin"u8));
+            create.Content = chunk;
+            response = await service.Client.SendAsync(create);
+        }
+        else
+        {
+            var location = await CreateUploadAsync(user, 10);
+            using var patch = Tus(HttpMethod.Patch, location, user);
+            patch.Headers.Add("Upload-Offset", "0");
+            patch.Content = chunk;
+            response = await service.Client.SendAsync(patch);
+        }
+
+        using (response)
+        {
+            await AssertProblemAsync(response, atCreation ? "creation" : "patch", HttpStatusCode.RequestEntityTooLarge);
+        }
+
+        await AssertNothingStoredAsync(user, uploadsToo: false);
     }
 
     [Fact]
