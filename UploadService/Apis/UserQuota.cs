@@ -46,7 +46,7 @@ public sealed class UserQuota(IFileStore store, IOptions<UploadOptions> options)
     }
 
     /// <summary>A problem text for a refusal.</summary>
-    public string Describe() => $"The upload would exceed your storage quota of {QuotaBytes} bytes; nothing was stored.";
+    public string Describe() => $"The upload would exceed your storage quota of {QuotaBytes} bytes; what would have gone over it was not stored.";
 
     private async Task<bool> TryAddAsync(Usage usage, long bytes, CancellationToken cancellationToken)
     {
