@@ -6,6 +6,7 @@ var builder = WebApplication.CreateBuilder(args);
 builder.AddServiceDefaults();
 builder.Services.AddProblemDetails();
 builder.AddInternalSignature();
+builder.Services.AddExceptionHandler<StorageFullHandler>();
 builder.AddFileStore();
 builder.AddUploadLimits();
 builder.AddTus();

@@ -43,7 +43,8 @@ public static class FilesApi
 
     /// <summary>PUT /files/{name}: the raw body becomes the file, replacing any previous version atomically.</summary>
     public static async Task<Results<Created<StoredFile>, ProblemHttpResult>> PutFile(
-        string? name, HttpRequest request, IFileStore store, IOptions<UploadOptions> options, CancellationToken cancellationToken)
+        string? name, HttpRequest request, IFileStore store, IOptions<UploadOptions> options, UserQuota quota,
+        CancellationToken cancellationToken)
     {
         if (!TryGetUser(request, out var user, out var problem)
             || !TryGetName(name, out var fileName, out problem)
@@ -58,14 +59,21 @@ public static class FilesApi
             return TooLarge(maxBytes);
         }
 
+        await using var lease = await quota.TryReserveAsync(user, request.ContentLength ?? 0, cancellationToken);
+        if (lease is null)
+        {
+            return OverQuota(quota);
+        }
+
         try
         {
-            var stored = await store.SaveAsync(user, fileName, request.Body, contentType, maxBytes, cancellationToken);
+            var stored = await store.SaveAsync(user, fileName, lease.Wrap(request.Body), contentType, maxBytes, cancellationToken);
+            lease.Keep(stored.Size);
             return TypedResults.Created(FileLocation(fileName), stored);
         }
-        catch (Exception ex) when (ex is FileTooLargeException or UploadContentException)
+        catch (Exception ex) when (ex is FileTooLargeException or UploadContentException or QuotaExceededException)
         {
-            return UploadFailed(ex, maxBytes);
+            return UploadFailed(ex, maxBytes, quota);
         }
     }
 
@@ -75,7 +83,8 @@ public static class FilesApi
     /// parts committed before it stay (the problem lists them under <c>stored</c>).
     /// </summary>
     public static async Task<Results<Created<UploadedFiles>, ProblemHttpResult>> PostFiles(
-        string? prefix, HttpRequest request, IFileStore store, IOptions<UploadOptions> options, CancellationToken cancellationToken)
+        string? prefix, HttpRequest request, IFileStore store, IOptions<UploadOptions> options, UserQuota quota,
+        CancellationToken cancellationToken)
     {
         if (!TryGetUser(request, out var user, out var problem))
         {
@@ -105,10 +114,19 @@ public static class FilesApi
             return TooLarge(limits.MaxFileBytes);
         }
 
+        // The whole request counts against the quota (its Content-Length up front when known, framing
+        // included); what stays is the files stored.
+        await using var lease = await quota.TryReserveAsync(user, request.ContentLength ?? 0, cancellationToken);
+        if (lease is null)
+        {
+            return OverQuota(quota);
+        }
+
         var stored = new List<StoredFile>();
-        var reader = new MultipartReader(boundary, request.Body);
+        var reader = new MultipartReader(boundary, lease.Wrap(request.Body));
         while (true)
         {
+            lease.Keep(stored.Sum(file => file.Size));
             MultipartSection? section;
             try
             {
@@ -117,6 +135,10 @@ public static class FilesApi
             catch (BadHttpRequestException ex)
             {
                 return Problem(ex.StatusCode, ex.Message, stored);
+            }
+            catch (QuotaExceededException)
+            {
+                return Problem(StatusCodes.Status413PayloadTooLarge, quota.Describe(), stored);
             }
             catch (Exception ex) when (ex is InvalidDataException or IOException)
             {
@@ -151,12 +173,14 @@ public static class FilesApi
             {
                 stored.Add(await store.SaveAsync(user, fileName, section.Body, contentType, limits.MaxFileBytes, cancellationToken));
             }
-            catch (Exception ex) when (ex is FileTooLargeException or UploadContentException)
+            catch (Exception ex) when (ex is FileTooLargeException or UploadContentException or QuotaExceededException)
             {
-                var failure = UploadFailed(ex, limits.MaxFileBytes);
+                var failure = UploadFailed(ex, limits.MaxFileBytes, quota);
                 return Problem(failure.StatusCode, failure.ProblemDetails.Detail!, stored);
             }
         }
+
+        lease.Keep(stored.Sum(file => file.Size));
 
         if (stored.Count == 0)
         {
@@ -215,6 +239,13 @@ public static class FilesApi
         if (content is null)
         {
             return NotFound(fileName);
+        }
+
+        // RFC 9110 §14.2: a Range in a unit other than bytes is ignored (the framework would serve it as bytes).
+        if (request.Headers.Range.ToString() is { Length: > 0 } range
+            && !range.TrimStart().StartsWith("bytes=", StringComparison.OrdinalIgnoreCase))
+        {
+            request.Headers.Remove(HeaderNames.Range);
         }
 
         // Stored content types are client-chosen: never let a browser upgrade them by sniffing, and never
@@ -326,15 +357,19 @@ public static class FilesApi
     private static string FileLocation(FileName name) =>
         "/files/" + string.Join('/', name.Value.Split(FileName.Separator).Select(Uri.EscapeDataString));
 
-    private static ProblemHttpResult UploadFailed(Exception exception, long maxBytes) => exception switch
+    private static ProblemHttpResult UploadFailed(Exception exception, long maxBytes, UserQuota quota) => exception switch
     {
         FileTooLargeException => TooLarge(maxBytes),
+        QuotaExceededException => OverQuota(quota),
         UploadContentException { InnerException: BadHttpRequestException bad } => Problem(bad.StatusCode, bad.Message),
         _ => Problem(StatusCodes.Status400BadRequest, exception.Message),
     };
 
     private static ProblemHttpResult TooLarge(long maxBytes) =>
         Problem(StatusCodes.Status413PayloadTooLarge, $"The file is larger than the limit of {maxBytes} bytes; nothing was stored.");
+
+    internal static ProblemHttpResult OverQuota(UserQuota quota) =>
+        Problem(StatusCodes.Status413PayloadTooLarge, quota.Describe());
 
     private static ProblemHttpResult NotFound(FileName name) =>
         Problem(StatusCodes.Status404NotFound, $"There is no file named '{name}'.");

@@ -98,7 +98,7 @@ public static class TusApi
     /// <summary>POST: creation (Upload-Length, or Upload-Defer-Length: 1, or Upload-Concat), with an optional first chunk.</summary>
     public static async Task<IResult> Create(
         HttpContext context, IUploadStore store, IOptions<UploadOptions> limits, IOptions<TusOptions> tus,
-        TimeProvider time, UploadLocks locks, CancellationToken cancellationToken)
+        TimeProvider time, UploadLocks locks, UserQuota quota, CancellationToken cancellationToken)
     {
         var request = context.Request;
         if (!FilesApi.TryGetUser(request, out var user, out var problem))
@@ -119,6 +119,11 @@ public static class TusApi
         long? length = null;
         if (partialIds is null)
         {
+            if (headers.ContainsKey(Headers.UploadLength) && headers.ContainsKey(Headers.UploadDeferLength))
+            {
+                return Problem(StatusCodes.Status400BadRequest, "Send Upload-Length or Upload-Defer-Length, not both.");
+            }
+
             if (headers.ContainsKey(Headers.UploadLength))
             {
                 if (!TryParseLength(headers[Headers.UploadLength], out var declared))
@@ -185,11 +190,19 @@ public static class TusApi
             return await CreateFinal(response, store, locks, user, upload, location, fileName!, contentType, maxFileBytes, cancellationToken);
         }
 
+        // A declared length must fit the quota before the upload exists; a first chunk of a deferred one
+        // reserves its Content-Length (or its bytes as they arrive).
+        await using var lease = await quota.TryReserveAsync(user, length ?? request.ContentLength ?? 0, cancellationToken);
+        if (lease is null)
+        {
+            return FilesApi.OverQuota(quota);
+        }
+
         upload = await store.CreateUploadAsync(user, upload, cancellationToken);
         using var held = locks.TryAcquire(upload.Id)!; // new id: nobody else can hold it
         if (HasBody(request))
         {
-            var appended = await AppendBody(context, store, user, upload, upload.Offset, null, maxFileBytes, tus.Value, time, cancellationToken);
+            var appended = await AppendBody(context, store, user, upload, upload.Offset, null, maxFileBytes, tus.Value, time, lease, quota, cancellationToken);
             if (appended.Problem is not null)
             {
                 // The upload exists; the client may resume it at the offset HEAD reports.
@@ -269,7 +282,7 @@ public static class TusApi
     /// <summary>PATCH: appends the body at Upload-Offset; one request per upload at a time.</summary>
     public static async Task<IResult> Patch(
         string id, HttpContext context, IUploadStore store, IOptions<UploadOptions> limits, IOptions<TusOptions> tus,
-        TimeProvider time, UploadLocks locks, CancellationToken cancellationToken)
+        TimeProvider time, UploadLocks locks, UserQuota quota, CancellationToken cancellationToken)
     {
         var request = context.Request;
         if (!FilesApi.TryGetUser(request, out var user, out var problem))
@@ -326,6 +339,8 @@ public static class TusApi
             case AppendDecision.Expired: return Gone(id);
             case AppendDecision.Forbidden:
                 return Problem(StatusCodes.Status403Forbidden, "The final upload of a concatenation cannot be patched.");
+            case AppendDecision.Completed:
+                return Problem(StatusCodes.Status403Forbidden, $"Upload '{id}' is complete and became /files/{upload!.FileName}; it takes no more bytes.");
             case AppendDecision.OffsetMismatch:
                 return Problem(StatusCodes.Status409Conflict,
                     $"Upload-Offset is {offset} but the upload is at {upload!.Offset}; resume from the offset HEAD reports.");
@@ -335,12 +350,18 @@ public static class TusApi
                 return TooLarge(next.Length ?? maxFileBytes);
         }
 
+        await using var lease = await quota.TryReserveAsync(user, request.ContentLength ?? 0, cancellationToken);
+        if (lease is null)
+        {
+            return FilesApi.OverQuota(quota);
+        }
+
         if (next != upload)
         {
             next = await store.UpdateUploadAsync(user, next, cancellationToken);
         }
 
-        var appended = await AppendBody(context, store, user, next, offset, checksum, maxFileBytes, tus.Value, time, cancellationToken);
+        var appended = await AppendBody(context, store, user, next, offset, checksum, maxFileBytes, tus.Value, time, lease, quota, cancellationToken);
         if (appended.Problem is not null)
         {
             return appended.Problem;
@@ -442,15 +463,25 @@ public static class TusApi
 
     private sealed record Outcome(UploadRecord? Upload, IResult? Problem);
 
+    /// <summary>Appends the request body within <paramref name="lease"/>, and tells the lease what stays stored.</summary>
     private static async Task<Outcome> AppendBody(
         HttpContext context, IUploadStore store, UserId user, UploadRecord upload, long offset, ChunkChecksum? checksum,
-        long maxFileBytes, TusOptions tus, TimeProvider time, CancellationToken cancellationToken)
+        long maxFileBytes, TusOptions tus, TimeProvider time, UserQuota.QuotaLease lease, UserQuota quota,
+        CancellationToken cancellationToken)
     {
         var maxBytes = (upload.Length ?? maxFileBytes) - offset;
         try
         {
             var expiresAt = time.GetUtcNow() + tus.Expiration;
-            return new(await store.AppendAsync(user, upload, context.Request.Body, maxBytes, checksum, expiresAt, cancellationToken), null);
+            lease.KeepAll(); // until the store says how much: a failed append may keep any part of the chunk
+            var appended = await store.AppendAsync(user, upload, lease.Wrap(context.Request.Body), maxBytes, checksum, expiresAt, cancellationToken);
+            lease.Keep(appended.Offset - offset);
+            return new(appended, null);
+        }
+        catch (QuotaExceededException)
+        {
+            lease.Keep(0); // the chunk was discarded
+            return new(null, Problem(StatusCodes.Status413PayloadTooLarge, quota.Describe()));
         }
         catch (ChecksumMismatchException ex)
         {

@@ -26,7 +26,16 @@ public sealed partial class FileSystemFileStore : IUploadStore
         {
         }
 
-        WriteUploadState(statePath, upload);
+        try
+        {
+            WriteUploadState(statePath, upload);
+        }
+        catch
+        {
+            TryDelete(bytesPath); // no state, no upload (a full disk, typically)
+            throw;
+        }
+
         return Task.FromResult(upload);
     }
 
@@ -52,10 +61,10 @@ public sealed partial class FileSystemFileStore : IUploadStore
         {
             await HashingCopy.CopyAsync(content, file, maxBytes, cancellationToken, checksumHash);
         }
-        catch (Exception) when (checksum is null && file.Position > upload.Offset)
+        catch (Exception ex) when (checksum is null && file.Position > upload.Offset && HashingCopy.KeepsWhatArrived(ex))
         {
             // The connection broke (or the chunk ran past the limit): keep what arrived, as tus intends,
-            // except beyond the limit.
+            // except beyond the limit. A spent quota or a full disk discards the chunk (below).
             var kept = Math.Min(file.Position, upload.Offset + maxBytes);
             file.SetLength(kept);
             file.Flush(flushToDisk: true);
@@ -224,9 +233,11 @@ public sealed partial class FileSystemFileStore : IUploadStore
             throw new ArgumentException("Not an upload id.", nameof(id));
         }
 
-        var directory = Path.Combine(UploadsDirectory, HexSha256(user.Value));
+        var directory = UserUploadsDirectory(user);
         return (Path.Combine(directory, id + ".json"), Path.Combine(directory, id + ".bin"));
     }
+
+    private string UserUploadsDirectory(UserId user) => Path.Combine(UploadsDirectory, HexSha256(user.Value));
 
     private void WriteUploadState(string path, UploadRecord upload) =>
         WriteJsonAtomically(path, upload, UploadRecordJson.Default.UploadRecord);

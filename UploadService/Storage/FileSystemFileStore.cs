@@ -225,6 +225,43 @@ public sealed partial class FileSystemFileStore : IFileStore
         return Task.FromResult(new FileListing(page, page[^1].Name));
     }
 
+    public Task<long> GetUsageAsync(UserId user, CancellationToken cancellationToken)
+    {
+        // Blob sizes from the directory (no record is read), plus the persisted offset of each unfinished
+        // upload: its bytes file may hold more while an append runs, which the quota counts as in flight.
+        long total = 0;
+        var blobDirectory = Path.Combine(UserDirectory(user), "blobs");
+        if (Directory.Exists(blobDirectory))
+        {
+            foreach (var blobPath in Directory.EnumerateFiles(blobDirectory))
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                try
+                {
+                    total += new FileInfo(blobPath).Length;
+                }
+                catch (FileNotFoundException)
+                {
+                    // replaced or deleted meanwhile
+                }
+            }
+        }
+
+        var uploadDirectory = UserUploadsDirectory(user);
+        if (Directory.Exists(uploadDirectory))
+        {
+            foreach (var statePath in Directory.EnumerateFiles(uploadDirectory, "*.json"))
+            {
+                if (ReadUploadState(statePath) is { FileName: null } upload)
+                {
+                    total += upload.Offset;
+                }
+            }
+        }
+
+        return Task.FromResult(total);
+    }
+
     /// <summary>
     /// Brings the root back to a consistent state after a crash: removes temp files, blobs that no
     /// record points at, and records whose blob is missing or which cannot be read.

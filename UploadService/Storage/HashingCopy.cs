@@ -12,6 +12,14 @@ public static class HashingCopy
     /// <summary>Just below the large-object-heap threshold (85,000 bytes), as tusdotnet does.</summary>
     public const int BufferSize = 84 * 1024;
 
+    /// <summary>
+    /// Whether a tus append that failed with <paramref name="exception"/> keeps the bytes that arrived before it
+    /// (a broken connection, as tus intends), or discards the chunk: the quota is spent or the disk is full,
+    /// and keeping part of the chunk would use up what there is not.
+    /// </summary>
+    public static bool KeepsWhatArrived(Exception exception) =>
+        exception is not QuotaExceededException && !StorageFull.Is(exception);
+
     public static async Task<(long Length, string Sha256)> CopyAsync(
         Stream source, Stream destination, long maxBytes, CancellationToken cancellationToken,
         IncrementalHash? alsoHash = null)
@@ -28,7 +36,7 @@ public static class HashingCopy
                 {
                     read = await source.ReadAsync(buffer.AsMemory(0, BufferSize), cancellationToken);
                 }
-                catch (Exception ex) when (ex is not OperationCanceledException)
+                catch (Exception ex) when (ex is not (OperationCanceledException or QuotaExceededException))
                 {
                     throw new UploadContentException(ex);
                 }

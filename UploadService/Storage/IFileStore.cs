@@ -34,6 +34,14 @@ public interface IFileStore
     /// </summary>
     Task<FileListing> ListAsync(
         UserId user, string prefix, int limit, string? startAfter, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// The bytes the user has stored: every file's current version plus the bytes persisted so far of the
+    /// user's unfinished resumable uploads (<see cref="IUploadStore"/>, same backend). Saves and appends in
+    /// flight count once they are committed (a save) or persisted (an append); what the quota counts while
+    /// they run is <c>UserQuota</c>'s business. Computed from the store's own listing, without reading bytes.
+    /// </summary>
+    Task<long> GetUsageAsync(UserId user, CancellationToken cancellationToken);
 }
 
 /// <summary>What the store knows about one file; also the JSON shape clients see.</summary>
@@ -52,6 +60,16 @@ public sealed class FileTooLargeException(long maxBytes)
     : Exception($"The file is larger than the limit of {maxBytes} bytes.")
 {
     public long MaxBytes { get; } = maxBytes;
+}
+
+/// <summary>
+/// The source refused more bytes because the user's storage quota is spent (thrown by the quota's view of
+/// a request body). Stores treat it as a failed write that keeps nothing, also in a tus append.
+/// </summary>
+public sealed class QuotaExceededException(long quotaBytes)
+    : Exception($"The upload would exceed the storage quota of {quotaBytes} bytes.")
+{
+    public long QuotaBytes { get; } = quotaBytes;
 }
 
 /// <summary>Reading the upload's source stream failed (client disconnected, malformed body): not a storage fault.</summary>

@@ -50,10 +50,10 @@ public sealed partial class S3FileStore : IUploadStore
         {
             await HashingCopy.CopyAsync(content, writer, maxBytes, cancellationToken, checksumHash);
         }
-        catch (Exception) when (checksum is null && writer.Written > upload.Offset)
+        catch (Exception ex) when (checksum is null && writer.Written > upload.Offset && HashingCopy.KeepsWhatArrived(ex))
         {
             // The connection broke (or the chunk ran past the limit, which the copy never writes): keep what
-            // arrived, as tus intends.
+            // arrived, as tus intends. A spent quota or a full scratch disk discards the chunk: nothing persisted.
             await PersistAsync(keys, state, writer, upload with { Offset = writer.Written, ExpiresAt = expiresAt });
             throw;
         }
@@ -141,33 +141,52 @@ public sealed partial class S3FileStore : IUploadStore
     public async Task<int> DeleteExpiredUploadsAsync(DateTimeOffset now, Func<string, IDisposable?> tryLock, CancellationToken cancellationToken)
     {
         var removed = 0;
-        var request = new ListObjectsV2Request { BucketName = _options.Bucket, Prefix = UploadsPrefix };
-        do
+        await foreach (var entry in ListObjectsAsync(UploadsPrefix, cancellationToken))
         {
-            var page = await _s3.ListObjectsV2Async(request, cancellationToken);
-            foreach (var entry in (page.S3Objects ?? []).Where(entry => entry.Key.EndsWith("/state", StringComparison.Ordinal)))
+            if (!entry.Key.EndsWith("/state", StringComparison.Ordinal))
             {
-                var state = await ReadStateAsync(entry.Key, cancellationToken);
-                if (state is null || !state.Record.IsExpired(now))
-                {
-                    continue;
-                }
-
-                using var held = tryLock(state.Record.Id);
-                if (held is null)
-                {
-                    continue; // being written right now; its request ends (and extends the expiry) or a later sweep gets it
-                }
-
-                await DeleteUploadObjectsAsync(entry.Key[..^"state".Length], state);
-                removed++;
+                continue;
             }
 
-            request.ContinuationToken = page.IsTruncated == true ? page.NextContinuationToken : null;
+            var state = await ReadStateAsync(entry.Key, cancellationToken);
+            if (state is null || !state.Record.IsExpired(now))
+            {
+                continue;
+            }
+
+            using var held = tryLock(state.Record.Id);
+            if (held is null)
+            {
+                continue; // being written right now; its request ends (and extends the expiry) or a later sweep gets it
+            }
+
+            await DeleteUploadObjectsAsync(entry.Key[..^"state".Length], state);
+            removed++;
         }
-        while (request.ContinuationToken is not null);
 
         return removed;
+    }
+
+    public async Task<long> GetUsageAsync(UserId user, CancellationToken cancellationToken)
+    {
+        // Blob sizes come with the listing (no object is read); unfinished uploads count their persisted
+        // offset from their state (their parts are not objects yet). Finished bytes are a blob already.
+        long total = 0;
+        await foreach (var entry in ListObjectsAsync(UserPrefix(user) + "blobs/", cancellationToken))
+        {
+            total += entry.Size ?? 0;
+        }
+
+        await foreach (var entry in ListObjectsAsync(UploadsPrefix + HexSha256(user.Value) + "/", cancellationToken))
+        {
+            if (entry.Key.EndsWith("/state", StringComparison.Ordinal)
+                && await ReadStateAsync(entry.Key, cancellationToken) is { BytesFinished: false, Record.FileName: null } state)
+            {
+                total += state.Record.Offset;
+            }
+        }
+
+        return total;
     }
 
     /// <summary>A writer that continues the upload where its state ends: its multipart upload, parts and tail.</summary>
@@ -258,15 +277,11 @@ public sealed partial class S3FileStore : IUploadStore
             await TryDeleteAsync(state.BlobKey);
         }
 
-        var request = new ListObjectsV2Request { BucketName = _options.Bucket, Prefix = prefix };
         var keys = new List<string>();
-        do
+        await foreach (var entry in ListObjectsAsync(prefix, CancellationToken.None))
         {
-            var page = await _s3.ListObjectsV2Async(request, CancellationToken.None);
-            keys.AddRange((page.S3Objects ?? []).Select(entry => entry.Key));
-            request.ContinuationToken = page.IsTruncated == true ? page.NextContinuationToken : null;
+            keys.Add(entry.Key);
         }
-        while (request.ContinuationToken is not null);
 
         // The state goes last: until then a retry (or the sweep) still finds the upload.
         foreach (var key in keys.OrderBy(key => key.EndsWith("/state", StringComparison.Ordinal)))

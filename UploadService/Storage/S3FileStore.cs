@@ -174,14 +174,10 @@ public sealed partial class S3FileStore : IFileStore, IDisposable
         // as the filesystem store reads every record file. Fine for one user's files; a per-user index
         // object would make this one GET.
         var keys = new List<string>();
-        var request = new ListObjectsV2Request { BucketName = _options.Bucket, Prefix = UserPrefix(user) + "files/" };
-        do
+        await foreach (var entry in ListObjectsAsync(UserPrefix(user) + "files/", cancellationToken))
         {
-            var page = await _s3.ListObjectsV2Async(request, cancellationToken);
-            keys.AddRange((page.S3Objects ?? []).Select(entry => entry.Key));
-            request.ContinuationToken = page.IsTruncated == true ? page.NextContinuationToken : null;
+            keys.Add(entry.Key);
         }
-        while (request.ContinuationToken is not null);
 
         var records = new FileRecord?[keys.Count];
         await Parallel.ForEachAsync(
@@ -223,6 +219,24 @@ public sealed partial class S3FileStore : IFileStore, IDisposable
             LogUnreadableRecord(ex, key);
             return null;
         }
+    }
+
+    /// <summary>Every object under <paramref name="prefix"/>, page by page.</summary>
+    private async IAsyncEnumerable<S3Object> ListObjectsAsync(
+        string prefix, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        var request = new ListObjectsV2Request { BucketName = _options.Bucket, Prefix = prefix };
+        do
+        {
+            var page = await _s3.ListObjectsV2Async(request, cancellationToken);
+            foreach (var entry in page.S3Objects ?? [])
+            {
+                yield return entry;
+            }
+
+            request.ContinuationToken = page.IsTruncated == true ? page.NextContinuationToken : null;
+        }
+        while (request.ContinuationToken is not null);
     }
 
     private async Task TryDeleteAsync(string key)

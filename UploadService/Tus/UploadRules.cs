@@ -10,6 +10,8 @@ public enum AppendDecision
     Expired,
     /// <summary>The final upload of a concatenation takes no PATCH (403).</summary>
     Forbidden,
+    /// <summary>The upload already became a file: its bytes are the file's now (403).</summary>
+    Completed,
     /// <summary>Upload-Offset differs from the upload's offset (409).</summary>
     OffsetMismatch,
     /// <summary>Upload-Length sent again with another value, or below the offset (400).</summary>
@@ -46,6 +48,11 @@ public static class UploadRules
         if (upload.IsFinal)
         {
             return AppendDecision.Forbidden;
+        }
+
+        if (upload.FileName is not null)
+        {
+            return AppendDecision.Completed;
         }
 
         if (clientOffset != upload.Offset)

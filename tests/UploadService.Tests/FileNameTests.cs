@@ -13,10 +13,12 @@ public class FileNameTests
         ".hidden",
         "..hidden",
         "a..b",
-        "...",
-        "%2e%2e",            // taken literally, not decoded
-        "%2e%2e/%2fetc",
-        "a%2F..%2Fb",
+        "100%.txt",          // a percent sign that escapes nothing
+        "report%20final.pdf",
+        "CONSOLE.txt",       // only the device names themselves are reserved
+        "con-artist/nullable.cs",
+        "ＡＢＣ.txt",          // fullwidth letters are letters
+        "café.txt",          // NFC
         "C:",                // a colon is just a character here
         "ünïcødé/文件.txt",
         "emoji-😀.png",
@@ -55,7 +57,53 @@ public class FileNameTests
         { new string('x', 256), "255 bytes" },
         { new string('é', 128), "255 bytes" }, // 128 chars, 256 UTF-8 bytes
         { string.Join('/', Enumerable.Repeat(new string('y', 200), 6)), "1024 bytes" },
+        { "...", "only dots and spaces" },
+        { ". .", "only dots and spaces" },
+        { "a/.. ", "only dots and spaces" },
+        { "%2e%2e", "only dots and spaces" },
+        { "%2E%2E/etc", "only dots and spaces" },
+        { "%252e%252e", "only dots and spaces" },
+        { "%25252e%25252e", "only dots and spaces" },
+        { "%2e%2e/%2fetc", "only dots and spaces" },
+        { "a%2F..%2Fb", "'/'" },
+        { "%5c..%5cwindows", "'/'" },
+        { "a%00b", "control" },
+        { "%c0%ae%c0%ae/etc", "not valid UTF-8" },
+        { "%C0%AF", "not valid UTF-8" },
+        { "%e0%80%ae", "not valid UTF-8" },
+        { "%ed%a0%80", "not valid UTF-8" },   // a surrogate, UTF-8 encoded
+        { "%ff%fe", "not valid UTF-8" },
+        { "\u2024\u2024", "only dots and spaces" },       // one dot leader, twice
+        { "\u2025", "only dots and spaces" },              // two dot leader
+        { "\uFF0E\uFF0E/secret", "only dots and spaces" }, // fullwidth full stop
+        { "\uFE52\uFE52", "only dots and spaces" },       // small full stop
+        { "a\uFF0F..\uFF0Fb", "'/'" },                     // fullwidth solidus
+        { "a\uFF3Cb", "'/'" },                             // fullwidth reverse solidus
+        { "a\u2215b", "'/'" },                             // division slash
+        { "a\u2044b", "'/'" },                             // fraction slash
+        { "%25EF%25BC%258E%25EF%25BC%258E", "only dots and spaces" }, // U+FF0E, percent-encoded twice
+        { "CON", "device name" },
+        { "con.txt", "device name" },
+        { "docs/NUL/x", "device name" },
+        { "nul.tar.gz", "device name" },
+        { "AUX ", "device name" },
+        { "COM1", "device name" },
+        { "lpt9.log", "device name" },
+        { "COM\u00B9", "device name" },                    // superscript one: COM1 on Windows
+        { "CONOUT$", "device name" },
+        { "%43ON", "device name" },                         // percent-encoded C
+        { "%252525252e", "more than three times" },
     };
+
+    [Fact]
+    public void Names_are_kept_in_NFC_so_an_NFD_spelling_names_the_same_file()
+    {
+        Assert.True(FileName.TryParse("cafe\u0301/re\u0301sume\u0301.txt", out var decomposed, out var error), error);
+        Assert.True(FileName.TryParse("caf\u00e9/r\u00e9sum\u00e9.txt", out var composed, out error), error);
+
+        Assert.Equal(composed, decomposed);
+        Assert.True(decomposed.Value.IsNormalized(System.Text.NormalizationForm.FormC));
+    }
 
     [Theory]
     [MemberData(nameof(ValidNames))]

@@ -274,4 +274,33 @@ public abstract class FileStoreContractTests : IAsyncLifetime
         Assert.Equal(Sha256(stored!), Assert.Single(listing.Files).Sha256);
         Assert.Equal(2, (await StoredEntriesAsync()).Count);
     }
+    private Task<long> UsageAsync(string user) => Store.GetUsageAsync(User(user), CancellationToken.None);
+
+    [Fact]
+    public async Task Usage_counts_the_current_version_of_each_file_of_that_user_only()
+    {
+        Assert.Equal(0, await UsageAsync("alice"));
+        await SaveAsync("alice", "a.bin", Bytes(1000));
+        await SaveAsync("alice", "b/c.bin", Bytes(300));
+        await SaveAsync("bob", "a.bin", Bytes(7));
+        Assert.Equal(1300, await UsageAsync("alice"));
+
+        await SaveAsync("alice", "a.bin", Bytes(50)); // replaced: the old version no longer counts
+        Assert.True(await Store.DeleteAsync(User("alice"), File("b/c.bin"), CancellationToken.None));
+
+        Assert.Equal(50, await UsageAsync("alice"));
+        Assert.Equal(7, await UsageAsync("bob"));
+    }
+
+    [Fact]
+    public async Task A_save_stopped_by_the_quota_fails_with_that_reason_and_keeps_nothing()
+    {
+        await Assert.ThrowsAsync<QuotaExceededException>(() => Store.SaveAsync(
+            User("alice"), File("q.bin"), new ScriptedStream(300_000, () => throw new QuotaExceededException(10)),
+            Binary, NoLimit, CancellationToken.None));
+
+        Assert.Empty(await StoredEntriesAsync());
+        Assert.Equal(0, ScratchFileCount());
+        Assert.Equal(0, await UsageAsync("alice"));
+    }
 }

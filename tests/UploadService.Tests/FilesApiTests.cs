@@ -118,16 +118,6 @@ public sealed class FilesApiTests(UploadServiceFactory service) : IClassFixture<
     }
 
     [Fact]
-    public async Task Percent_encoded_dots_are_a_literal_name_not_a_parent_folder()
-    {
-        using var response = await PutAsync("/files/%252e%252e", Bytes(3));
-
-        Assert.Equal(HttpStatusCode.Created, response.StatusCode);
-        var item = await response.Content.ReadFromJsonAsync<JsonElement>();
-        Assert.Equal("%2e%2e", item.GetProperty("name").GetString());
-    }
-
-    [Fact]
     public async Task Unknown_routes_and_methods_answer_with_problems()
     {
         using var unknown = await _client.SendAsync(Request(HttpMethod.Get, "/no-such-route"));

@@ -689,38 +689,6 @@ public sealed class TusApiTests(UploadServiceFactory service) : IClassFixture<Up
     {
         public IEnumerable<string> AllFiles() => Directory.EnumerateFiles(path, "*", SearchOption.AllDirectories);
     }
-
-    /// <summary>Sends <paramref name="first"/> bytes, signals, then waits (a client stalled mid-chunk).</summary>
-    /// <summary>
-    /// Sends <paramref name="first"/> bytes, then trickles 64 bytes every 100 ms until released: slow, but above
-    /// Kestrel's minimum request body data rate (240 B/s), so the server keeps the request (and its lock) open.
-    /// </summary>
-    private sealed class StallingContent(int first, TaskCompletionSource started, Task release) : HttpContent
-    {
-        protected override async Task SerializeToStreamAsync(Stream stream, TransportContext? context) =>
-            await SerializeToStreamAsync(stream, context, CancellationToken.None);
-
-        protected override async Task SerializeToStreamAsync(Stream stream, TransportContext? context, CancellationToken cancellationToken)
-        {
-            await stream.WriteAsync(Names.Bytes(first), cancellationToken);
-            await stream.FlushAsync(cancellationToken);
-            started.TrySetResult();
-            var trickle = Names.Bytes(64);
-            while (!release.IsCompleted)
-            {
-                await Task.WhenAny(release, Task.Delay(100, cancellationToken));
-                cancellationToken.ThrowIfCancellationRequested();
-                await stream.WriteAsync(trickle, cancellationToken);
-                await stream.FlushAsync(cancellationToken);
-            }
-        }
-
-        protected override bool TryComputeLength(out long length)
-        {
-            length = 0;
-            return false;
-        }
-    }
 }
 
 /// <summary>Expiration with a short Tus:Expiration: 410 while expired, then the background sweep deletes it (404).</summary>

@@ -147,6 +147,7 @@ public sealed class UploadRulesTests
         Assert.Equal(AppendDecision.NotFound, UploadRules.CheckAppend(null, Now, 0, null, 1, Max, out _, out _));
         Assert.Equal(AppendDecision.Expired, UploadRules.CheckAppend(Upload(), Now.AddHours(1), 10, null, 1, Max, out _, out _));
         Assert.Equal(AppendDecision.Forbidden, UploadRules.CheckAppend(Upload(finalOf: ["a"]), Now, 10, null, 1, Max, out _, out _));
+        Assert.Equal(AppendDecision.Completed, UploadRules.CheckAppend(Upload(offset: 100) with { FileName = "done.bin" }, Now, 100, null, 0, Max, out _, out _));
         Assert.Equal(AppendDecision.OffsetMismatch, UploadRules.CheckAppend(Upload(), Now, 9, null, 1, Max, out _, out _));
         Assert.Equal(AppendDecision.OffsetMismatch, UploadRules.CheckAppend(Upload(), Now, 11, null, 1, Max, out _, out _));
         Assert.Equal(AppendDecision.TooLarge, UploadRules.CheckAppend(Upload(), Now, 10, null, 91, Max, out _, out _));

@@ -146,6 +146,27 @@ public abstract class UploadStoreContractTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Usage_counts_unfinished_uploads_by_their_persisted_bytes_and_finished_ones_once()
+    {
+        var alice = User("alice");
+        var upload = await Uploads.CreateUploadAsync(alice, NewUpload(PartSize + 100), CancellationToken.None);
+        upload = await AppendAsync(upload, Bytes(PartSize + 10)); // a full part and a tail
+        Assert.Equal(PartSize + 10, await Files.GetUsageAsync(alice, CancellationToken.None));
+
+        // A chunk refused by the quota is discarded whole (unlike a broken connection, which keeps what arrived).
+        await Assert.ThrowsAsync<QuotaExceededException>(() => Uploads.AppendAsync(
+            alice, upload, new ScriptedStream(50, () => throw new QuotaExceededException(1)), long.MaxValue, null,
+            Now.AddHours(2), CancellationToken.None));
+        Assert.Equal(PartSize + 10, (await Uploads.GetUploadAsync(alice, upload.Id, CancellationToken.None))!.Offset);
+        Assert.Equal(PartSize + 10, await Files.GetUsageAsync(alice, CancellationToken.None));
+
+        upload = await AppendAsync(upload, Bytes(90));
+        await Uploads.CompleteUploadAsync(alice, upload, File("done.bin"), "application/octet-stream", CancellationToken.None);
+        Assert.Equal(PartSize + 100, await Files.GetUsageAsync(alice, CancellationToken.None));
+        Assert.Equal(0, await Files.GetUsageAsync(User("bob"), CancellationToken.None));
+    }
+
+    [Fact]
     public async Task Termination_removes_the_upload_and_its_bytes()
     {
         var upload = await Uploads.CreateUploadAsync(User("alice"), NewUpload(2 * PartSize), CancellationToken.None);
