@@ -101,11 +101,17 @@ public sealed class SeededBytes(long length, int seed)
         return Convert.ToHexStringLower(hash.GetHashAndReset());
     }
 
-    /// <summary>Bytes [offset, offset + count) as a streaming body; optionally stalls after <paramref name="stallAfter"/> bytes.</summary>
-    public HttpContent Range(long offset, long count, long? stallAfter = null, TaskCompletionSource? stalled = null, Task? resume = null) =>
-        new RangeContent(this, offset, count, stallAfter, stalled, resume);
+    /// <summary>
+    /// Bytes [offset, offset + count) as a streaming body; optionally stalls after <paramref name="stallAfter"/>
+    /// bytes until <paramref name="resume"/>, then gives up (the client breaks its connection) or, with
+    /// <paramref name="sendRestAfterStall"/>, goes on sending (a fault elsewhere must then break the request).
+    /// </summary>
+    public HttpContent Range(long offset, long count, long? stallAfter = null, TaskCompletionSource? stalled = null, Task? resume = null,
+        bool sendRestAfterStall = false) =>
+        new RangeContent(this, offset, count, stallAfter, stalled, resume, sendRestAfterStall);
 
-    private sealed class RangeContent(SeededBytes bytes, long offset, long count, long? stallAfter, TaskCompletionSource? stalled, Task? resume) : HttpContent
+    private sealed class RangeContent(SeededBytes bytes, long offset, long count, long? stallAfter, TaskCompletionSource? stalled, Task? resume,
+        bool sendRestAfterStall) : HttpContent
     {
         protected override Task SerializeToStreamAsync(Stream stream, TransportContext? context) =>
             SerializeToStreamAsync(stream, context, CancellationToken.None);
@@ -113,14 +119,19 @@ public sealed class SeededBytes(long length, int seed)
         protected override async Task SerializeToStreamAsync(Stream stream, TransportContext? context, CancellationToken cancellationToken)
         {
             var buffer = new byte[BlockSize];
+            var hasStalled = false;
             for (long sent = 0; sent < count;)
             {
-                if (stallAfter == sent)
+                if (stallAfter == sent && !hasStalled)
                 {
                     await stream.FlushAsync(cancellationToken);
                     stalled?.TrySetResult();
                     await resume!.WaitAsync(cancellationToken);
-                    throw new IOException("the client gave up mid-chunk on purpose");
+                    hasStalled = true;
+                    if (!sendRestAfterStall)
+                    {
+                        throw new IOException("the client gave up mid-chunk on purpose");
+                    }
                 }
 
                 var untilStall = stallAfter is { } stall && stall > sent ? stall - sent : long.MaxValue;
