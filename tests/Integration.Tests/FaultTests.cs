@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Json;
-using System.Security.Cryptography;
 using Xunit.Abstractions;
 
 namespace Integration.Tests;
@@ -20,14 +19,14 @@ public sealed class FaultTests(AppFixture app, ITestOutputHelper output)
     /// <summary>How long a client may wait for its error once the fault has happened: long, but not a hang.</summary>
     private static readonly TimeSpan ErrorDeadline = TimeSpan.FromSeconds(60);
 
-    private static readonly TimeSpan StepDeadline = TimeSpan.FromSeconds(60);
+    private static readonly TimeSpan StepDeadline = TestContent.PollDeadline;
 
     [Fact]
     public async Task Killing_the_upload_service_mid_put_leaves_no_partial_file_and_loses_nothing()
     {
         using var client = app.CreateWorkerClient(TestContent.UniqueUser("crash-put"));
-        var stored = await StoreCompletedFilesAsync(client);
-        var unfinished = await StartUnfinishedTusUploadAsync(client);
+        var stored = await SurvivingFiles.StoreAsync(client);
+        var unfinished = await SurvivingFiles.StartUnfinishedTusUploadAsync(client);
 
         var bytes = new SeededBytes(32 * MiB, seed: 31);
         var stalled = new TaskCompletionSource();
@@ -35,24 +34,24 @@ public sealed class FaultTests(AppFixture app, ITestOutputHelper output)
         var put = client.PutAsync("/files/victim/put.bin",
             bytes.Range(0, bytes.Length, stallAfter: 8 * MiB, stalled, resume.Task, sendRestAfterStall: true));
         await stalled.Task.WaitAsync(StepDeadline);
-        await WaitUntilAsync(() => app.InFlightUploadFiles().Length > 0, "the PUT is being written at the service");
+        await TestContent.WaitUntilAsync(() => app.InFlightUploadFiles().Length > 0, "the PUT is being written at the service");
 
         await app.KillAndStartUploadServiceAsync();
         resume.SetResult(); // the client goes on sending into the broken request
         await AssertTheClientGetsAnErrorAsync(put, "PUT after the service was killed");
 
         Assert.Empty(app.InFlightUploadFiles()); // the restarted store swept what the crash left
-        await AssertNotStoredAsync(client, "victim/put.bin");
+        await SurvivingFiles.AssertNotStoredAsync(client, "victim/put.bin");
         stored.Add(await unfinished.FinishAsync(client));
-        await AssertExactlyTheseFilesIntactAsync(client, stored);
+        await SurvivingFiles.AssertExactlyTheseIntactAsync(client, stored);
     }
 
     [Fact]
     public async Task Killing_the_upload_service_mid_multipart_keeps_the_committed_part_and_nothing_partial()
     {
         using var client = app.CreateWorkerClient(TestContent.UniqueUser("crash-multipart"));
-        var stored = await StoreCompletedFilesAsync(client);
-        var unfinished = await StartUnfinishedTusUploadAsync(client);
+        var stored = await SurvivingFiles.StoreAsync(client);
+        var unfinished = await SurvivingFiles.StartUnfinishedTusUploadAsync(client);
 
         // Parts are committed one by one: the first is complete before the second, in flight, is cut.
         var first = TestContent.RandomBytes(MiB + 5);
@@ -66,26 +65,26 @@ public sealed class FaultTests(AppFixture app, ITestOutputHelper output)
         };
         var post = client.PostAsync("/files?prefix=victim/", form);
         await stalled.Task.WaitAsync(StepDeadline);
-        var committed = await WaitForFileAsync(client, "victim/first.bin");
+        var committed = await TestContent.WaitForFileAsync(client, "victim/first.bin");
         Assert.Equal(TestContent.Sha256Hex(first), committed.Sha256);
-        await WaitUntilAsync(() => app.InFlightUploadFiles().Length > 0, "the second part is being written at the service");
+        await TestContent.WaitUntilAsync(() => app.InFlightUploadFiles().Length > 0, "the second part is being written at the service");
 
         await app.KillAndStartUploadServiceAsync();
         resume.SetResult();
         await AssertTheClientGetsAnErrorAsync(post, "multipart POST after the service was killed");
 
         Assert.Empty(app.InFlightUploadFiles());
-        await AssertNotStoredAsync(client, "victim/second.bin");
+        await SurvivingFiles.AssertNotStoredAsync(client, "victim/second.bin");
         stored.Add(committed);
         stored.Add(await unfinished.FinishAsync(client));
-        await AssertExactlyTheseFilesIntactAsync(client, stored);
+        await SurvivingFiles.AssertExactlyTheseIntactAsync(client, stored);
     }
 
     [Fact]
     public async Task Restarting_the_worker_mid_upload_fails_the_client_promptly_and_a_retry_succeeds()
     {
         using var client = app.CreateWorkerClient(TestContent.UniqueUser("worker-restart"));
-        var stored = await StoreCompletedFilesAsync(client);
+        var stored = await SurvivingFiles.StoreAsync(client);
 
         // A PUT and a tus PATCH are both streaming (8 MiB sent) when wrangler dev is stopped under them.
         var bytes = new SeededBytes(32 * MiB, seed: 33);
@@ -98,7 +97,7 @@ public sealed class FaultTests(AppFixture app, ITestOutputHelper output)
         var patch = Tus.PatchAsync(client, tus,
             0, bytes.Range(0, bytes.Length, stallAfter: 8 * MiB, patchStalled, resume.Task, sendRestAfterStall: true));
         await Task.WhenAll(putStalled.Task, patchStalled.Task).WaitAsync(StepDeadline);
-        await WaitUntilAsync(() => app.InFlightUploadFiles().Length > 0, "the PUT is being written at the service");
+        await TestContent.WaitUntilAsync(() => app.InFlightUploadFiles().Length > 0, "the PUT is being written at the service");
 
         await app.StopWorkerAsync(); // also checks that no workerd survives the stop
         resume.SetResult();
@@ -106,10 +105,10 @@ public sealed class FaultTests(AppFixture app, ITestOutputHelper output)
         await AssertTheClientGetsAnErrorAsync(patch, "PATCH after the worker was stopped");
 
         // The service saw its request cut: the half-written PUT is dropped, not committed.
-        await WaitUntilAsync(() => app.InFlightUploadFiles().Length == 0, "the service dropped the cut PUT");
+        await TestContent.WaitUntilAsync(() => app.InFlightUploadFiles().Length == 0, "the service dropped the cut PUT");
         await app.StartWorkerAsync();
-        await AssertNotStoredAsync(client, "victim/put.bin");
-        await AssertNotStoredAsync(client, "victim/tus.bin");
+        await SurvivingFiles.AssertNotStoredAsync(client, "victim/put.bin");
+        await SurvivingFiles.AssertNotStoredAsync(client, "victim/tus.bin");
 
         // Retries: the PUT again from the start, the tus upload from the offset the service kept.
         using (var retry = await client.PutAsync("/files/victim/put.bin", bytes.Range(0, bytes.Length)))
@@ -124,63 +123,9 @@ public sealed class FaultTests(AppFixture app, ITestOutputHelper output)
         Assert.InRange(offset, 0, 8 * MiB);
         using (var rest = await Tus.PatchAsync(client, tus, offset, bytes.Range(offset, bytes.Length - offset)))
             Assert.Equal(HttpStatusCode.NoContent, rest.StatusCode);
-        stored.Add(await WaitForFileAsync(client, "victim/tus.bin"));
+        stored.Add(await TestContent.WaitForFileAsync(client, "victim/tus.bin"));
         Assert.Equal(bytes.Sha256Hex(), stored[^1].Sha256);
-        await AssertExactlyTheseFilesIntactAsync(client, stored);
-    }
-
-    /// <summary>Files completed before a fault: a plain PUT, two multipart parts and a finished tus upload.</summary>
-    private static async Task<List<StoredFile>> StoreCompletedFilesAsync(HttpClient client)
-    {
-        var stored = new List<StoredFile>();
-        using (var put = await client.PutAsync("/files/done/put.bin", new ByteArrayContent(TestContent.RandomBytes(3 * MiB + 1))))
-        {
-            Assert.Equal(HttpStatusCode.Created, put.StatusCode);
-            stored.Add((await put.Content.ReadFromJsonAsync<StoredFile>())!);
-        }
-
-        using (var form = new MultipartFormDataContent
-        {
-            { new ByteArrayContent(TestContent.RandomBytes(64 * 1024)), "file", "a.txt" },
-            { new ByteArrayContent(TestContent.RandomBytes(2 * MiB + 3)), "file", "b.bin" },
-        })
-        using (var post = await client.PostAsync("/files?prefix=done/", form))
-        {
-            Assert.Equal(HttpStatusCode.Created, post.StatusCode);
-            stored.AddRange((await post.Content.ReadFromJsonAsync<MultipartResult>())!.Files);
-        }
-
-        var tus = TestContent.RandomBytes(5 * MiB + 7);
-        var location = await Tus.CreateAsync(client, tus.Length, "done/tus.bin");
-        using (var patch = await Tus.PatchAsync(client, location, 0, new ByteArrayContent(tus)))
-            Assert.Equal(HttpStatusCode.NoContent, patch.StatusCode);
-        var finished = await WaitForFileAsync(client, "done/tus.bin");
-        Assert.Equal(TestContent.Sha256Hex(tus), finished.Sha256);
-        stored.Add(finished);
-        return stored;
-    }
-
-    private sealed record UnfinishedUpload(Uri Location, SeededBytes Bytes, long Offset, string Name)
-    {
-        public async Task<StoredFile> FinishAsync(HttpClient client)
-        {
-            Assert.Equal(Offset, await Tus.OffsetAsync(client, Location));
-            using (var rest = await Tus.PatchAsync(client, Location, Offset, Bytes.Range(Offset, Bytes.Length - Offset)))
-                Assert.Equal(HttpStatusCode.NoContent, rest.StatusCode);
-            var file = await WaitForFileAsync(client, Name);
-            Assert.Equal(Bytes.Sha256Hex(), file.Sha256);
-            return file;
-        }
-    }
-
-    /// <summary>A tus upload with its first 2 MiB stored and no request in flight.</summary>
-    private static async Task<UnfinishedUpload> StartUnfinishedTusUploadAsync(HttpClient client)
-    {
-        var bytes = new SeededBytes(6 * MiB + 1, seed: 30);
-        var location = await Tus.CreateAsync(client, bytes.Length, "unfinished/tus.bin");
-        using (var first = await Tus.PatchAsync(client, location, 0, bytes.Range(0, 2 * MiB)))
-            Assert.Equal(HttpStatusCode.NoContent, first.StatusCode);
-        return new UnfinishedUpload(location, bytes, 2 * MiB, "unfinished/tus.bin");
+        await SurvivingFiles.AssertExactlyTheseIntactAsync(client, stored);
     }
 
     /// <summary>The request ends within <see cref="ErrorDeadline"/> with an error response or a broken connection.</summary>
@@ -205,53 +150,5 @@ public sealed class FaultTests(AppFixture app, ITestOutputHelper output)
         }
 
         output.WriteLine($"{what}: {outcome}, {watch.Elapsed.TotalSeconds:F1} s after the client went on sending");
-    }
-
-    private static async Task AssertNotStoredAsync(HttpClient client, string name)
-    {
-        Assert.DoesNotContain(name, (await TestContent.ListAsync(client)).Files.Select(f => f.Name));
-        using var get = await client.GetAsync("/files/" + name);
-        await TestContent.AssertProblemAsync(get, HttpStatusCode.NotFound);
-    }
-
-    /// <summary>
-    /// The listing holds these files and no others, each with its recorded size and sha256, and each reads
-    /// back in full with that sha256 (body hashed, and as the ETag).
-    /// </summary>
-    private static async Task AssertExactlyTheseFilesIntactAsync(HttpClient client, IReadOnlyList<StoredFile> expected)
-    {
-        var listed = (await TestContent.ListAsync(client)).Files;
-        Assert.Equal(expected.Select(f => f.Name).Order(StringComparer.Ordinal), listed.Select(f => f.Name));
-        foreach (var file in expected)
-        {
-            var entry = listed.Single(f => f.Name == file.Name);
-            Assert.Equal((file.Size, file.Sha256), (entry.Size, entry.Sha256));
-
-            using var get = await client.GetAsync("/files/" + file.Name, HttpCompletionOption.ResponseHeadersRead);
-            Assert.Equal(HttpStatusCode.OK, get.StatusCode);
-            Assert.Equal($"\"{file.Sha256}\"", get.Headers.ETag?.Tag);
-            await using var body = await get.Content.ReadAsStreamAsync();
-            Assert.Equal(file.Sha256, Convert.ToHexStringLower(await SHA256.HashDataAsync(body)));
-        }
-    }
-
-    private static async Task<StoredFile> WaitForFileAsync(HttpClient client, string name)
-    {
-        StoredFile? file = null;
-        await WaitUntilAsync(async () => (file = (await TestContent.ListAsync(client, name)).Files.SingleOrDefault(f => f.Name == name)) is not null,
-            $"{name} is listed");
-        return file!;
-    }
-
-    private static Task WaitUntilAsync(Func<bool> condition, string what) => WaitUntilAsync(() => Task.FromResult(condition()), what);
-
-    private static async Task WaitUntilAsync(Func<Task<bool>> condition, string what)
-    {
-        var deadline = DateTime.UtcNow + StepDeadline;
-        while (!await condition())
-        {
-            Assert.True(DateTime.UtcNow < deadline, $"timed out after {StepDeadline.TotalSeconds} s waiting until {what}");
-            await Task.Delay(50);
-        }
     }
 }

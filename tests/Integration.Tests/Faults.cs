@@ -39,20 +39,31 @@ public static class Faults
     public static async Task StopWorkerAsync(this AppFixture app)
     {
         using var timeout = new CancellationTokenSource(RestartTimeout);
-        var notifications = app.App.ResourceNotifications;
-        var running = await notifications.WaitForResourceAsync(
+        var workerd = await WorkerdProcessesAsync(app);
+        var stop = await app.App.ResourceCommands.ExecuteCommandAsync("worker", KnownResourceCommands.StopCommand, timeout.Token);
+        Assert.True(stop.Success, stop.Message);
+        await app.App.ResourceNotifications.WaitForResourceAsync("worker", KnownResourceStates.TerminalStates, timeout.Token);
+        await AssertGoneAsync(workerd, "the worker's stop");
+    }
+
+    /// <summary>The workerd processes the running Worker resource (npm → wrangler → workerd) has started.</summary>
+    public static async Task<IReadOnlyList<int>> WorkerdProcessesAsync(this AppFixture app)
+    {
+        using var timeout = new CancellationTokenSource(RestartTimeout);
+        var running = await app.App.ResourceNotifications.WaitForResourceAsync(
             "worker", e => e.Snapshot.State?.Text == KnownResourceStates.Running, timeout.Token);
         var workerd = LiveDescendants(Pid(running)).Where(pid => ProcessName(pid) == "workerd").ToList();
         Assert.NotEmpty(workerd);
+        return workerd;
+    }
 
-        var stop = await app.App.ResourceCommands.ExecuteCommandAsync("worker", KnownResourceCommands.StopCommand, timeout.Token);
-        Assert.True(stop.Success, stop.Message);
-        await notifications.WaitForResourceAsync("worker", KnownResourceStates.TerminalStates, timeout.Token);
-
+    /// <summary>Waits, with a deadline, until none of <paramref name="workerd"/> is alive: a survivor would hold its ports.</summary>
+    public static async Task AssertGoneAsync(IReadOnlyList<int> workerd, string after)
+    {
+        var deadline = DateTime.UtcNow + RestartTimeout;
         while (workerd.Any(IsAlive))
         {
-            Assert.False(timeout.IsCancellationRequested,
-                $"workerd outlived the worker's stop: {string.Join(", ", workerd.Where(IsAlive))}");
+            Assert.True(DateTime.UtcNow < deadline, $"workerd outlived {after}: {string.Join(", ", workerd.Where(IsAlive))}");
             await Task.Delay(100);
         }
     }
