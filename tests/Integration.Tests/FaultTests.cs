@@ -100,13 +100,20 @@ public sealed class FaultTests(AppFixture app, ITestOutputHelper output)
         await TestContent.WaitUntilAsync(() => app.InFlightUploadFiles().Length > 0, "the PUT is being written at the service");
 
         await app.StopWorkerAsync(); // also checks that no workerd survives the stop
-        resume.SetResult();
-        await AssertTheClientGetsAnErrorAsync(put, "PUT after the worker was stopped");
-        await AssertTheClientGetsAnErrorAsync(patch, "PATCH after the worker was stopped");
+        try
+        {
+            resume.SetResult();
+            await AssertTheClientGetsAnErrorAsync(put, "PUT after the worker was stopped");
+            await AssertTheClientGetsAnErrorAsync(patch, "PATCH after the worker was stopped");
 
-        // The service saw its request cut: the half-written PUT is dropped, not committed.
-        await TestContent.WaitUntilAsync(() => app.InFlightUploadFiles().Length == 0, "the service dropped the cut PUT");
-        await app.StartWorkerAsync();
+            // The service saw its request cut: the half-written PUT is dropped, not committed.
+            await TestContent.WaitUntilAsync(() => app.InFlightUploadFiles().Length == 0, "the service dropped the cut PUT");
+        }
+        finally
+        {
+            await app.StartWorkerAsync(); // whatever happened, the shared fixture gets its Worker back
+        }
+
         await SurvivingFiles.AssertNotStoredAsync(client, "victim/put.bin");
         await SurvivingFiles.AssertNotStoredAsync(client, "victim/tus.bin");
 
