@@ -12,7 +12,8 @@ public static class Curl
 {
     private static readonly TimeSpan RunTimeout = TimeSpan.FromMinutes(3);
 
-    public sealed record Response(int Status, string? ContentType, string Body, string Stderr)
+    /// <summary>curl's exit code too: 56 when the connection broke after (part of) the answer arrived.</summary>
+    public sealed record Response(int ExitCode, int Status, string? ContentType, string Body, string Stderr)
     {
         /// <summary>The same answer as an HttpResponseMessage, for the checks written for those.</summary>
         public HttpResponseMessage AsHttpResponse() => new((System.Net.HttpStatusCode)Status)
@@ -73,6 +74,7 @@ public static class Curl
 
             var written = (await stdout).Split(' ', 2);
             return new Response(
+                process.ExitCode,
                 int.Parse(written[0], CultureInfo.InvariantCulture),
                 written.Length > 1 && written[1].Length > 0 ? written[1].Split(';')[0].Trim() : null,
                 await File.ReadAllTextAsync(bodyPath),

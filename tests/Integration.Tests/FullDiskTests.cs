@@ -14,6 +14,7 @@ namespace Integration.Tests;
 public sealed class FullDiskTests
 {
     private const int MiB = 1 << 20;
+    private const int CurlReceiveFailure = 56;
 
     // Passes through the real stack today with 500 in place of 507 (ENOSPC is an unhandled IOException here):
     // unskip once the service maps a full disk to 507.
@@ -93,6 +94,14 @@ public sealed class FullDiskTests
     {
         Assert.True(response.Status == (int)HttpStatusCode.InsufficientStorage,
             $"expected 507, got {response.Status} {response.ContentType}: {response.Body} {response.Stderr}");
+        if (response.ExitCode == CurlReceiveFailure && response.Body.Length == 0)
+        {
+            // A server that answers before reading the body may close the connection on the rest of it, and the
+            // reset can overtake the answer's body: the head, with its status and type, is what surely arrives.
+            Assert.Equal("application/problem+json", response.ContentType);
+            return;
+        }
+
         using var message = response.AsHttpResponse();
         await TestContent.AssertProblemAsync(message, HttpStatusCode.InsufficientStorage);
     }
