@@ -132,6 +132,18 @@ public class AppFixture : IAsyncLifetime
         return Directory.Exists(temp) ? Directory.GetFiles(temp, "*", SearchOption.AllDirectories) : [];
     }
 
+    /// <summary>
+    /// Bytes of an unfinished tus upload on the filesystem store's disk (<c>{Storage:Root}/uploads/{user}/{id}.bin</c>),
+    /// which grows while a PATCH is being written: a PATCH has reached the service once this is past its offset.
+    /// </summary>
+    public long TusUploadBytesOnDisk(Uri location)
+    {
+        var id = location.Segments[^1];
+        var uploads = Path.Combine(UploadsRoot, "uploads");
+        var file = Directory.Exists(uploads) ? Directory.GetFiles(uploads, id + ".bin", SearchOption.AllDirectories).SingleOrDefault() : null;
+        return file is null ? 0 : new FileInfo(file).Length;
+    }
+
     protected static int FreePort()
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);

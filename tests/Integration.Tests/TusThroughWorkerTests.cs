@@ -146,6 +146,9 @@ public sealed class TusThroughWorkerTests(AppFixture app)
         var resume = new TaskCompletionSource();
         var first = Tus.PatchAsync(client, location, 0, bytes.Range(0, bytes.Length, stallAfter: 2 * MiB, stalled, resume.Task));
         await stalled.Task.WaitAsync(RestartTimeout);
+        // Probe only once the first PATCH is writing at the service: a probe that got there first would hold
+        // the lock for a moment and have the first PATCH refused instead.
+        await TestContent.WaitUntilAsync(() => app.TusUploadBytesOnDisk(location) > 0, "the first PATCH is being written at the service");
 
         var refused = false;
         var seen = new List<string>();
