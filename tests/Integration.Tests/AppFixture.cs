@@ -10,10 +10,23 @@ namespace Integration.Tests;
 /// <summary>
 /// Starts the real AppHost once for all integration tests: the upload service on Kestrel, `wrangler dev`
 /// (workerd running the Worker and the UserAppContainer Durable Object) and the Aspire dashboard, which
-/// receives the telemetry of both. Files go to a temporary folder that is removed afterwards.
+/// receives the telemetry of both. Files go to a temporary folder that is removed afterwards, unless the
+/// fixture was given a data root of the caller's (then a second AppHost on that root sees what this one stored).
 /// </summary>
 public class AppFixture : IAsyncLifetime
 {
+    private readonly bool _ownsDataRoot;
+
+    public AppFixture() : this(Path.Combine(Path.GetTempPath(), $"upload-it-{Guid.NewGuid():N}"), ownsDataRoot: true)
+    {
+    }
+
+    protected AppFixture(string dataRoot, bool ownsDataRoot)
+    {
+        DataRoot = dataRoot;
+        _ownsDataRoot = ownsDataRoot;
+    }
+
     public static readonly TimeSpan StartTimeout = TimeSpan.FromMinutes(4);
 
     /// <summary>The heap limit the upload service runs under: memory must not grow with file size.</summary>
@@ -22,7 +35,7 @@ public class AppFixture : IAsyncLifetime
     public string AuthSecret { get; } = $"integration-tests-{Guid.NewGuid():N}-{Guid.NewGuid():N}";
     public string InternalSecret { get; } = $"internal-{Guid.NewGuid():N}-{Guid.NewGuid():N}";
     public string DashboardApiKey { get; } = Guid.NewGuid().ToString("N");
-    public string DataRoot { get; } = Path.Combine(Path.GetTempPath(), $"upload-it-{Guid.NewGuid():N}");
+    public string DataRoot { get; }
     public string UploadsRoot => Path.Combine(DataRoot, "uploads");
 
     public DistributedApplication App { get; private set; } = null!;
@@ -33,7 +46,7 @@ public class AppFixture : IAsyncLifetime
     /// <summary>AppHost arguments a variant of the fixture adds (e.g. <c>--storage=s3</c>).</summary>
     protected virtual IEnumerable<string> ExtraArguments => [];
 
-    public async Task InitializeAsync()
+    public virtual async Task InitializeAsync()
     {
         using var cts = new CancellationTokenSource(StartTimeout);
 
@@ -87,14 +100,50 @@ public class AppFixture : IAsyncLifetime
         return client;
     }
 
-    public async Task DisposeAsync()
+    public virtual async Task DisposeAsync()
+    {
+        await StopAsync();
+        if (_ownsDataRoot)
+        {
+            DeleteDataRoot();
+        }
+    }
+
+    /// <summary>Stops every resource (wrangler takes its workerd down with it) and disposes the AppHost.</summary>
+    protected async Task StopAsync()
     {
         if (App is not null)
         {
             await App.StopAsync();
             await App.DisposeAsync();
         }
+    }
+
+    protected void DeleteDataRoot()
+    {
         try { Directory.Delete(DataRoot, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+    }
+
+    /// <summary>
+    /// Files of uploads in flight: the filesystem store writes a PUT or multipart part under
+    /// <c>{Storage:Root}/tmp/</c> and renames it into place when complete.
+    /// </summary>
+    public string[] InFlightUploadFiles()
+    {
+        var temp = Path.Combine(UploadsRoot, "tmp");
+        return Directory.Exists(temp) ? Directory.GetFiles(temp, "*", SearchOption.AllDirectories) : [];
+    }
+
+    /// <summary>
+    /// Bytes of an unfinished tus upload on the filesystem store's disk (<c>{Storage:Root}/uploads/{user}/{id}.bin</c>),
+    /// which grows while a PATCH is being written: a PATCH has reached the service once this is past its offset.
+    /// </summary>
+    public long TusUploadBytesOnDisk(Uri location)
+    {
+        var id = location.Segments[^1];
+        var uploads = Path.Combine(UploadsRoot, "uploads");
+        var file = Directory.Exists(uploads) ? Directory.GetFiles(uploads, id + ".bin", SearchOption.AllDirectories).SingleOrDefault() : null;
+        return file is null ? 0 : new FileInfo(file).Length;
     }
 
     protected static int FreePort()

@@ -178,11 +178,11 @@ public sealed class FilesThroughWorkerTests(AppFixture app)
 
         // The service notices the cut connection on its own schedule: poll until no temp file is left.
         var deadline = DateTime.UtcNow + CleanupDeadline;
-        while (LeftoverTempFiles().Length > 0 && DateTime.UtcNow < deadline)
+        while (app.InFlightUploadFiles().Length > 0 && DateTime.UtcNow < deadline)
         {
             await Task.Delay(200);
         }
-        Assert.Empty(LeftoverTempFiles());
+        Assert.Empty(app.InFlightUploadFiles());
 
         using (var get = await client.GetAsync("/files/half.bin"))
             await TestContent.AssertProblemAsync(get, HttpStatusCode.NotFound);
@@ -192,12 +192,5 @@ public sealed class FilesThroughWorkerTests(AppFixture app)
         using (var put = await client.PutAsync("/files/after.bin", new ByteArrayContent(bytes)))
             Assert.Equal(HttpStatusCode.Created, put.StatusCode);
         Assert.Equal(bytes, await client.GetByteArrayAsync("/files/after.bin"));
-    }
-
-    // The store writes in-flight uploads under {Storage:Root}/tmp/ and renames them into place when complete.
-    private string[] LeftoverTempFiles()
-    {
-        var temp = Path.Combine(app.UploadsRoot, "tmp");
-        return Directory.Exists(temp) ? Directory.GetFiles(temp, "*", SearchOption.AllDirectories) : [];
     }
 }

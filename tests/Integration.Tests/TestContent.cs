@@ -52,6 +52,30 @@ public static class TestContent
         Assert.Equal(HttpStatusCode.NoContent, delete.StatusCode);
     }
 
+    /// <summary>How long a poll waits for something that happens on the system's own schedule.</summary>
+    public static readonly TimeSpan PollDeadline = TimeSpan.FromSeconds(60);
+
+    public static Task WaitUntilAsync(Func<bool> condition, string what) => WaitUntilAsync(() => Task.FromResult(condition()), what);
+
+    public static async Task WaitUntilAsync(Func<Task<bool>> condition, string what)
+    {
+        var deadline = DateTime.UtcNow + PollDeadline;
+        while (!await condition())
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"timed out after {PollDeadline.TotalSeconds} s waiting until {what}");
+            await Task.Delay(50);
+        }
+    }
+
+    /// <summary>Polls the listing until <paramref name="name"/> is in it, and returns its entry.</summary>
+    public static async Task<StoredFile> WaitForFileAsync(HttpClient client, string name)
+    {
+        StoredFile? file = null;
+        await WaitUntilAsync(async () => (file = (await ListAsync(client, name)).Files.SingleOrDefault(f => f.Name == name)) is not null,
+            $"{name} is listed");
+        return file!;
+    }
+
     public static async Task<FileList> ListAsync(HttpClient client, string? prefix = null)
     {
         var url = prefix is null ? "/files" : $"/files?prefix={Uri.EscapeDataString(prefix)}";

@@ -2,7 +2,6 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Security.Cryptography;
 using System.Text.Json;
-using Aspire.Hosting.ApplicationModel;
 
 namespace Integration.Tests;
 
@@ -10,7 +9,7 @@ namespace Integration.Tests;
 [Collection(AppCollection.Name)]
 public sealed class TusThroughWorkerTests(AppFixture app)
 {
-    private static readonly TimeSpan RestartTimeout = TimeSpan.FromMinutes(2);
+    private static readonly TimeSpan RestartTimeout = Faults.RestartTimeout;
     private const int MiB = 1 << 20;
 
     [Fact]
@@ -147,6 +146,9 @@ public sealed class TusThroughWorkerTests(AppFixture app)
         var resume = new TaskCompletionSource();
         var first = Tus.PatchAsync(client, location, 0, bytes.Range(0, bytes.Length, stallAfter: 2 * MiB, stalled, resume.Task));
         await stalled.Task.WaitAsync(RestartTimeout);
+        // Probe only once the first PATCH is writing at the service: a probe that got there first would hold
+        // the lock for a moment and have the first PATCH refused instead.
+        await TestContent.WaitUntilAsync(() => app.TusUploadBytesOnDisk(location) > 0, "the first PATCH is being written at the service");
 
         var refused = false;
         var seen = new List<string>();
@@ -206,7 +208,7 @@ public sealed class TusThroughWorkerTests(AppFixture app)
         var interrupted = Tus.PatchAsync(client, location, 4 * MiB, bytes.Range(4 * MiB, 20 * MiB, stallAfter: 10 * MiB, stalled, resume.Task));
         await stalled.Task.WaitAsync(RestartTimeout);
 
-        await KillAndStartUploadServiceAsync();
+        await app.KillAndStartUploadServiceAsync();
         resume.SetResult();
         try { (await interrupted).Dispose(); } catch (Exception ex) when (ex is HttpRequestException or IOException or TaskCanceledException) { }
 
@@ -250,28 +252,6 @@ public sealed class TusThroughWorkerTests(AppFixture app)
 
         using var delete = await client.DeleteAsync("/files/big/two-gib.bin");
         Assert.Equal(HttpStatusCode.NoContent, delete.StatusCode);
-    }
-
-    /// <summary>
-    /// A crash, not a graceful stop: SIGKILL the service's process tree (a graceful stop would wait for the
-    /// stalled request), then start the Aspire resource again on the same storage root.
-    /// </summary>
-    private async Task KillAndStartUploadServiceAsync()
-    {
-        using var timeout = new CancellationTokenSource(RestartTimeout);
-        var notifications = app.App.ResourceNotifications;
-        var running = await notifications.WaitForResourceAsync(
-            "upload-service", e => e.Snapshot.State?.Text == KnownResourceStates.Running, timeout.Token);
-        var pid = running.Snapshot.Properties.Single(property => property.Name == "executable.pid").Value;
-        using (var process = System.Diagnostics.Process.GetProcessById(Convert.ToInt32(pid, System.Globalization.CultureInfo.InvariantCulture)))
-        {
-            process.Kill(entireProcessTree: true);
-        }
-
-        await notifications.WaitForResourceAsync("upload-service", KnownResourceStates.TerminalStates, timeout.Token);
-        var start = await app.App.ResourceCommands.ExecuteCommandAsync("upload-service", KnownResourceCommands.StartCommand, timeout.Token);
-        Assert.True(start.Success, start.Message);
-        await notifications.WaitForResourceHealthyAsync("upload-service", timeout.Token);
     }
 
     private static async Task AssertTusProblemAsync(HttpResponseMessage response, HttpStatusCode expected)
