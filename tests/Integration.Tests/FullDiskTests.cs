@@ -16,9 +16,7 @@ public sealed class FullDiskTests
     private const int MiB = 1 << 20;
     private const int CurlReceiveFailure = 56;
 
-    // Passes through the real stack today with 500 in place of 507 (ENOSPC is an unhandled IOException here):
-    // unskip once the service maps a full disk to 507.
-    [TmpfsFact(Skip = "needs the 507 mapping from h-harden")]
+    [TmpfsFact]
     public async Task Uploads_that_do_not_fit_get_507_nothing_partial_and_reads_keep_working()
     {
         // Its own AppHost, started here rather than by a collection fixture, so a skipped test starts nothing.
