@@ -1,3 +1,5 @@
+using System.Collections.Concurrent;
+using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using UploadService.Security;
@@ -12,10 +14,15 @@ namespace UploadService.Storage;
 /// </code>
 /// An append truncates the bytes file to the persisted offset (dropping whatever a crash left past it),
 /// writes, fsyncs, and only then replaces the state: the persisted offset never covers bytes that are not
-/// on disk. Completion hashes the bytes and commits them as a file by rename (no copy).
+/// on disk. Completion commits the bytes as a file by rename (no copy); their SHA-256 is the one the appends
+/// computed as the bytes arrived, or, where this process did not see every byte (a restart, a failed
+/// append), read from the file then.
 /// </summary>
 public sealed partial class FileSystemFileStore : IUploadStore
 {
+    /// <summary>SHA-256 of each upload's first <see cref="RunningHash.Offset"/> bytes, by upload id.</summary>
+    private readonly ConcurrentDictionary<string, RunningHash> _runningHashes = new(StringComparer.Ordinal);
+
     private string UploadsDirectory => Path.Combine(_root, "uploads");
 
     public Task<UploadRecord> CreateUploadAsync(UserId user, UploadRecord upload, CancellationToken cancellationToken)
@@ -26,7 +33,10 @@ public sealed partial class FileSystemFileStore : IUploadStore
         {
         }
 
-        WriteUploadState(statePath, upload);
+        // Not fsynced: a creation acknowledges no bytes, and directory entries are never fsynced, so a power
+        // loss could take a new upload either way (its client then finds it gone and starts again). The
+        // first append's state write is durable.
+        WriteUploadState(statePath, upload, durable: false);
         return Task.FromResult(upload);
     }
 
@@ -39,23 +49,32 @@ public sealed partial class FileSystemFileStore : IUploadStore
     {
         var (statePath, bytesPath) = LocateUpload(user, upload.Id);
         using var checksumHash = checksum?.CreateHash();
+        var running = TakeRunningHash(upload);
         await using var file = new FileStream(bytesPath, new FileStreamOptions
         {
             Mode = FileMode.Open,
             Access = FileAccess.Write,
             Share = FileShare.None,
-            BufferSize = 0, // the copy already writes in 84 KiB chunks
+            BufferSize = 0, // the copy writes in large chunks itself
         });
         file.SetLength(upload.Offset);
         file.Position = upload.Offset;
+        IncrementalHash[] hashes = (running, checksumHash) switch
+        {
+            ({ } r, { } c) => [r.Hash, c],
+            ({ } r, null) => [r.Hash],
+            (null, { } c) => [c],
+            _ => [],
+        };
         try
         {
-            await HashingCopy.CopyAsync(content, file, maxBytes, cancellationToken, checksumHash);
+            await HashingCopy.CopyAsync(content, file, maxBytes, hashes, cancellationToken);
         }
         catch (Exception) when (checksum is null && file.Position > upload.Offset)
         {
             // The connection broke (or the chunk ran past the limit): keep what arrived, as tus intends,
             // except beyond the limit.
+            running?.Dispose();
             var kept = Math.Min(file.Position, upload.Offset + maxBytes);
             file.SetLength(kept);
             file.Flush(flushToDisk: true);
@@ -64,19 +83,34 @@ public sealed partial class FileSystemFileStore : IUploadStore
         }
         catch (Exception)
         {
+            running?.Dispose();
             file.SetLength(upload.Offset);
             throw;
         }
 
         if (checksum is not null && !checksumHash!.GetHashAndReset().AsSpan().SequenceEqual(checksum.Expected))
         {
+            running?.Dispose();
             file.SetLength(upload.Offset);
             throw new ChecksumMismatchException(checksum.Algorithm);
         }
 
         file.Flush(flushToDisk: true);
         var appended = upload with { Offset = file.Position, ExpiresAt = expiresAt };
+        if (appended is { IsComplete: true, IsPartial: false, ContentId: null })
+        {
+            // Claimed with the offset, in the same write: completion then needs no write of its own before
+            // the bytes move (see Finish).
+            appended = appended with { ContentId = Guid.NewGuid().ToString("N") };
+        }
+
         WriteUploadState(statePath, appended);
+        if (running is not null)
+        {
+            running.Offset = appended.Offset;
+            _runningHashes[upload.Id] = running;
+        }
+
         return appended;
     }
 
@@ -95,9 +129,17 @@ public sealed partial class FileSystemFileStore : IUploadStore
             ? Locate(user, file).BlobPath(claimed)
             : bytesPath;
         string sha256;
-        await using (var bytes = new FileStream(source, FileMode.Open, FileAccess.Read, FileShare.Read, 0, FileOptions.SequentialScan))
+        using (var running = TakeRunningHash(upload))
         {
-            (_, sha256) = await HashingCopy.CopyAsync(bytes, Stream.Null, long.MaxValue, cancellationToken);
+            if (running is not null && running.Offset == upload.Offset)
+            {
+                sha256 = Convert.ToHexStringLower(running.Hash.GetHashAndReset());
+            }
+            else
+            {
+                await using var bytes = new FileStream(source, FileMode.Open, FileAccess.Read, FileShare.Read, 0, FileOptions.SequentialScan);
+                (_, sha256) = await HashingCopy.CopyAsync(bytes, Stream.Null, long.MaxValue, cancellationToken);
+            }
         }
 
         return Finish(user, upload, statePath, bytesPath, file, contentType, sha256);
@@ -161,6 +203,7 @@ public sealed partial class FileSystemFileStore : IUploadStore
     public Task<bool> DeleteUploadAsync(UserId user, string id, CancellationToken cancellationToken)
     {
         var (statePath, bytesPath) = LocateUpload(user, id);
+        DropRunningHash(id);
         var existed = File.Exists(statePath);
         TryDelete(statePath);
         TryDelete(bytesPath);
@@ -190,6 +233,7 @@ public sealed partial class FileSystemFileStore : IUploadStore
                 continue; // being written right now; its request ends (and extends the expiry) or a later sweep gets it
             }
 
+            DropRunningHash(Path.GetFileNameWithoutExtension(statePath));
             TryDelete(statePath);
             TryDelete(Path.ChangeExtension(statePath, ".bin"));
             removed++;
@@ -216,6 +260,43 @@ public sealed partial class FileSystemFileStore : IUploadStore
         return claimed;
     }
 
+    /// <summary>
+    /// The upload's running hash, removed from the table (the caller puts it back once its append succeeded):
+    /// the one that covers exactly the persisted offset, a new one at offset 0, or null when this process
+    /// has not seen every byte so far.
+    /// </summary>
+    private RunningHash? TakeRunningHash(UploadRecord upload)
+    {
+        if (_runningHashes.TryRemove(upload.Id, out var running))
+        {
+            if (running.Offset == upload.Offset)
+            {
+                return running;
+            }
+
+            running.Dispose();
+        }
+
+        return upload.Offset == 0 ? new RunningHash(IncrementalHash.CreateHash(HashAlgorithmName.SHA256)) : null;
+    }
+
+    private void DropRunningHash(string id)
+    {
+        if (_runningHashes.TryRemove(id, out var running))
+        {
+            running.Dispose();
+        }
+    }
+
+    private sealed class RunningHash(IncrementalHash hash) : IDisposable
+    {
+        public IncrementalHash Hash { get; } = hash;
+
+        public long Offset { get; set; }
+
+        public void Dispose() => Hash.Dispose();
+    }
+
     private (string StatePath, string BytesPath) LocateUpload(UserId user, string id)
     {
         // Ids are generated by the service (hex); checked here too because they arrive in URLs.
@@ -228,8 +309,8 @@ public sealed partial class FileSystemFileStore : IUploadStore
         return (Path.Combine(directory, id + ".json"), Path.Combine(directory, id + ".bin"));
     }
 
-    private void WriteUploadState(string path, UploadRecord upload) =>
-        WriteJsonAtomically(path, upload, UploadRecordJson.Default.UploadRecord);
+    private void WriteUploadState(string path, UploadRecord upload, bool durable = true) =>
+        WriteJsonAtomically(path, upload, UploadRecordJson.Default.UploadRecord, durable);
 
     private UploadRecord? ReadUploadState(string path) => ReadJson(path, UploadRecordJson.Default.UploadRecord);
 }
