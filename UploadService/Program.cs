@@ -1,4 +1,5 @@
 using UploadService.Apis;
+using UploadService.Telemetry;
 
 var builder = WebApplication.CreateBuilder(args);
 
@@ -7,6 +8,7 @@ builder.Services.AddProblemDetails();
 builder.AddFileStore();
 builder.AddUploadLimits();
 builder.AddTus();
+builder.AddUploadMetrics();
 
 var app = builder.Build();
 
