@@ -1,5 +1,3 @@
-using System.Collections.Concurrent;
-using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using UploadService.Security;
@@ -15,13 +13,12 @@ namespace UploadService.Storage;
 /// An append truncates the bytes file to the persisted offset (dropping whatever a crash left past it),
 /// writes, fsyncs, and only then replaces the state: the persisted offset never covers bytes that are not
 /// on disk. Completion commits the bytes as a file by rename (no copy); their SHA-256 is the one the appends
-/// computed as the bytes arrived, or, where this process did not see every byte (a restart, a failed
-/// append), read from the file then.
+/// computed as the bytes arrived (<see cref="RunningHashes"/>), or read from the file where this process
+/// did not see every byte.
 /// </summary>
 public sealed partial class FileSystemFileStore : IUploadStore
 {
-    /// <summary>SHA-256 of each upload's first <see cref="RunningHash.Offset"/> bytes, by upload id.</summary>
-    private readonly ConcurrentDictionary<string, RunningHash> _runningHashes = new(StringComparer.Ordinal);
+    private readonly RunningHashes _runningHashes = new();
 
     private string UploadsDirectory => Path.Combine(_root, "uploads");
 
@@ -49,7 +46,7 @@ public sealed partial class FileSystemFileStore : IUploadStore
     {
         var (statePath, bytesPath) = LocateUpload(user, upload.Id);
         using var checksumHash = checksum?.CreateHash();
-        var running = TakeRunningHash(upload);
+        var running = _runningHashes.Take(upload);
         await using var file = new FileStream(bytesPath, new FileStreamOptions
         {
             Mode = FileMode.Open,
@@ -59,23 +56,16 @@ public sealed partial class FileSystemFileStore : IUploadStore
         });
         file.SetLength(upload.Offset);
         file.Position = upload.Offset;
-        IncrementalHash[] hashes = (running, checksumHash) switch
-        {
-            ({ } r, { } c) => [r.Hash, c],
-            ({ } r, null) => [r.Hash],
-            (null, { } c) => [c],
-            _ => [],
-        };
         try
         {
-            await HashingCopy.CopyAsync(content, file, maxBytes, hashes, cancellationToken);
+            await HashingCopy.CopyAsync(content, file, maxBytes, [running?.Hash, checksumHash], cancellationToken);
         }
         catch (Exception) when (checksum is null && file.Position > upload.Offset)
         {
             // The connection broke (or the chunk ran past the limit): keep what arrived, as tus intends,
             // except beyond the limit.
             running?.Dispose();
-            var kept = Math.Min(file.Position, upload.Offset + maxBytes);
+            var kept = upload.Offset + Math.Min(file.Position - upload.Offset, maxBytes);
             file.SetLength(kept);
             file.Flush(flushToDisk: true);
             WriteUploadState(statePath, upload with { Offset = kept, ExpiresAt = expiresAt });
@@ -107,8 +97,7 @@ public sealed partial class FileSystemFileStore : IUploadStore
         WriteUploadState(statePath, appended);
         if (running is not null)
         {
-            running.Offset = appended.Offset;
-            _runningHashes[upload.Id] = running;
+            _runningHashes.Keep(upload.Id, running, appended.Offset);
         }
 
         return appended;
@@ -128,18 +117,11 @@ public sealed partial class FileSystemFileStore : IUploadStore
         var source = upload.ContentId is { } claimed && !File.Exists(bytesPath)
             ? Locate(user, file).BlobPath(claimed)
             : bytesPath;
-        string sha256;
-        using (var running = TakeRunningHash(upload))
+        var sha256 = _runningHashes.Finish(upload);
+        if (sha256 is null)
         {
-            if (running is not null && running.Offset == upload.Offset)
-            {
-                sha256 = Convert.ToHexStringLower(running.Hash.GetHashAndReset());
-            }
-            else
-            {
-                await using var bytes = new FileStream(source, FileMode.Open, FileAccess.Read, FileShare.Read, 0, FileOptions.SequentialScan);
-                (_, sha256) = await HashingCopy.CopyAsync(bytes, Stream.Null, long.MaxValue, cancellationToken);
-            }
+            await using var bytes = new FileStream(source, FileMode.Open, FileAccess.Read, FileShare.Read, 0, FileOptions.SequentialScan);
+            (_, sha256) = await HashingCopy.CopyAsync(bytes, Stream.Null, long.MaxValue, cancellationToken);
         }
 
         return Finish(user, upload, statePath, bytesPath, file, contentType, sha256);
@@ -203,7 +185,7 @@ public sealed partial class FileSystemFileStore : IUploadStore
     public Task<bool> DeleteUploadAsync(UserId user, string id, CancellationToken cancellationToken)
     {
         var (statePath, bytesPath) = LocateUpload(user, id);
-        DropRunningHash(id);
+        _runningHashes.Drop(id);
         var existed = File.Exists(statePath);
         TryDelete(statePath);
         TryDelete(bytesPath);
@@ -233,7 +215,7 @@ public sealed partial class FileSystemFileStore : IUploadStore
                 continue; // being written right now; its request ends (and extends the expiry) or a later sweep gets it
             }
 
-            DropRunningHash(Path.GetFileNameWithoutExtension(statePath));
+            _runningHashes.Drop(Path.GetFileNameWithoutExtension(statePath));
             TryDelete(statePath);
             TryDelete(Path.ChangeExtension(statePath, ".bin"));
             removed++;
@@ -258,43 +240,6 @@ public sealed partial class FileSystemFileStore : IUploadStore
         }
 
         return claimed;
-    }
-
-    /// <summary>
-    /// The upload's running hash, removed from the table (the caller puts it back once its append succeeded):
-    /// the one that covers exactly the persisted offset, a new one at offset 0, or null when this process
-    /// has not seen every byte so far.
-    /// </summary>
-    private RunningHash? TakeRunningHash(UploadRecord upload)
-    {
-        if (_runningHashes.TryRemove(upload.Id, out var running))
-        {
-            if (running.Offset == upload.Offset)
-            {
-                return running;
-            }
-
-            running.Dispose();
-        }
-
-        return upload.Offset == 0 ? new RunningHash(IncrementalHash.CreateHash(HashAlgorithmName.SHA256)) : null;
-    }
-
-    private void DropRunningHash(string id)
-    {
-        if (_runningHashes.TryRemove(id, out var running))
-        {
-            running.Dispose();
-        }
-    }
-
-    private sealed class RunningHash(IncrementalHash hash) : IDisposable
-    {
-        public IncrementalHash Hash { get; } = hash;
-
-        public long Offset { get; set; }
-
-        public void Dispose() => Hash.Dispose();
     }
 
     private (string StatePath, string BytesPath) LocateUpload(UserId user, string id)

@@ -24,13 +24,13 @@ public static class HashingCopy
         IncrementalHash? alsoHash = null)
     {
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        var length = await CopyAsync(source, destination, maxBytes, alsoHash is null ? [hash] : [hash, alsoHash], cancellationToken);
+        var length = await CopyAsync(source, destination, maxBytes, [hash, alsoHash], cancellationToken);
         return (length, Convert.ToHexStringLower(hash.GetHashAndReset()));
     }
 
-    /// <summary>Copies at most <paramref name="maxBytes"/> bytes, feeding each of <paramref name="hashes"/>; returns how many.</summary>
+    /// <summary>Copies at most <paramref name="maxBytes"/> bytes, feeding each of <paramref name="hashes"/> (nulls skipped); returns how many.</summary>
     public static async Task<long> CopyAsync(
-        Stream source, Stream destination, long maxBytes, IReadOnlyList<IncrementalHash> hashes, CancellationToken cancellationToken)
+        Stream source, Stream destination, long maxBytes, IReadOnlyList<IncrementalHash?> hashes, CancellationToken cancellationToken)
     {
         var current = ArrayPool<byte>.Shared.Rent(BufferSize);
         var spare = ArrayPool<byte>.Shared.Rent(BufferSize);
@@ -46,7 +46,7 @@ public static class HashingCopy
                 {
                     foreach (var hash in hashes)
                     {
-                        hash.AppendData(current, 0, filled);
+                        hash?.AppendData(current, 0, filled);
                     }
 
                     await writing; // the spare buffer is free again
