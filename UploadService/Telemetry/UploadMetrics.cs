@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
+using System.Runtime.CompilerServices;
 using OpenTelemetry.Metrics;
 
 namespace UploadService.Telemetry;
@@ -143,6 +144,8 @@ public static class UploadMetricsExtensions
         public override async Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
             Count(await inner.ReadAsync(buffer.AsMemory(offset, count), cancellationToken));
 
+        // Pooled: a large body takes hundreds of thousands of reads, which should not each leave garbage.
+        [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
         public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) =>
             Count(await inner.ReadAsync(buffer, cancellationToken));
 
