@@ -43,10 +43,17 @@ internal sealed class Writeback
             return;
         }
 
-        if (sync_file_range(_file, _handedOn, _written - _handedOn, SyncFileRangeWrite) != 0
-            && Marshal.GetLastPInvokeError() is Enosys or Einval)
+        try
         {
-            s_unavailable = true; // not supported here: stop trying
+            if (sync_file_range(_file, _handedOn, _written - _handedOn, SyncFileRangeWrite) != 0
+                && Marshal.GetLastPInvokeError() is Enosys or Einval)
+            {
+                s_unavailable = true; // not supported here: stop trying
+            }
+        }
+        catch (Exception ex) when (ex is DllNotFoundException or EntryPointNotFoundException)
+        {
+            s_unavailable = true;
         }
 
         _handedOn = _written;
