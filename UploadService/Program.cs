@@ -1,5 +1,6 @@
 using UploadService.Apis;
 using UploadService.Security;
+using UploadService.Telemetry;
 
 var builder = WebApplication.CreateBuilder(args);
 
@@ -10,6 +11,7 @@ builder.Services.AddExceptionHandler<StorageFullHandler>();
 builder.AddFileStore();
 builder.AddUploadLimits();
 builder.AddTus();
+builder.AddUploadMetrics();
 
 var app = builder.Build();
 

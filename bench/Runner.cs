@@ -30,8 +30,8 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
     {
         Console.WriteLine("uploads:");
         var direct = stack.Direct!;
-        await Throughput("Uploads", DirectPut, size => client.Put(direct, Name("put", size), size), measureRss: true);
-        await Throughput("Uploads", DirectTus, size => client.Tus(direct, Name("tus", size), size), measureRss: true);
+        await Throughput("Uploads", DirectPut, size => client.Put(direct, Name("put", size), size), measureRss: true, serviceMetrics: true);
+        await Throughput("Uploads", DirectTus, size => client.Tus(direct, Name("tus", size), size), measureRss: true, serviceMetrics: true);
         if (stack.Peer is { } peer)
             await Throughput("Uploads", PeerTus, size => client.Tus(peer, Name("peer", size), size), afterEach: ClearPeerStore);
         if (stack.Worker is { } worker)
@@ -78,17 +78,17 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
         Console.WriteLine("small files (4 KiB, uploads/s):");
         foreach (var concurrency in plan.Concurrency)
         {
-            await Small(SmallTus, concurrency, (i, _) => client.Tus(stack.Direct!, $"small/tus-{concurrency}-{i}.bin", SmallSize));
+            await Small(SmallTus, concurrency, (i, _) => client.Tus(stack.Direct!, $"small/tus-{concurrency}-{i}.bin", SmallSize), serviceMetrics: true);
             if (stack.Peer is { } peer)
             {
                 await Small(SmallPeer, concurrency, (i, _) => client.Tus(peer, $"small/peer-{concurrency}-{i}.bin", SmallSize));
                 ClearPeerStore();
             }
-            await Small(SmallPut, concurrency, (i, _) => client.Put(stack.Direct!, $"small/put-{concurrency}-{i}.bin", SmallSize));
+            await Small(SmallPut, concurrency, (i, _) => client.Put(stack.Direct!, $"small/put-{concurrency}-{i}.bin", SmallSize), serviceMetrics: true);
         }
     }
 
-    async Task Small(string path, int concurrency, Func<int, CancellationToken, Task> upload)
+    async Task Small(string path, int concurrency, Func<int, CancellationToken, Task> upload, bool serviceMetrics = false)
     {
         var next = 0;
         async Task<(int Count, double Seconds, List<double> Millis)> Batch(int count)
@@ -109,6 +109,8 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
         }
 
         await Batch(concurrency * 4);   // warm-up
+        var metrics = serviceMetrics ? stack.Metrics : null;
+        var before = metrics is null ? null : await metrics.Snapshot();
         var rates = new List<double>();
         var all = new List<double>();
         for (var run = 0; run < plan.Runs; run++)
@@ -117,17 +119,22 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
             rates.Add(count / seconds);
             all.AddRange(millis);
         }
+        var seen = before is null ? "" : "; " + (await metrics!.Snapshot() - before).Describe((long)all.Count * SmallSize);
         report.Add(new Measurement("Small files", path, $"concurrency {concurrency}", SmallSize, "uploads/s", [.. rates],
-            $"p50 {Stats.Percentile(all, 50):0.0} ms, p99 {Stats.Percentile(all, 99):0.0} ms"));
+            $"p50 {Stats.Percentile(all, 50):0.0} ms, p99 {Stats.Percentile(all, 99):0.0} ms{seen}"));
     }
 
     /// <summary>A warm-up on the path's first size, then <see cref="Plan.Runs"/> timed runs per size.</summary>
-    async Task Throughput(string group, string path, Func<long, Task> run, bool measureRss = false, Action? afterEach = null)
+    /// With <paramref name="serviceMetrics"/>, the service's own figures for the same runs go beside them.
+    async Task Throughput(string group, string path, Func<long, Task> run, bool measureRss = false, Action? afterEach = null,
+        bool serviceMetrics = false)
     {
         await run(plan.Sizes[0]);
         afterEach?.Invoke();
+        var metrics = serviceMetrics ? stack.Metrics : null;
         foreach (var size in plan.Sizes)
         {
+            var before = metrics is null ? null : await metrics.Snapshot();
             var values = new List<double>();
             var growth = new List<double>();
             for (var i = 0; i < plan.Runs; i++)
@@ -144,7 +151,8 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
                 }
                 values.Add(size / MiB / seconds);
             }
-            report.Add(new Measurement(group, path, Stats.Size(size), size, "MiB/s", [.. values]));
+            var seen = before is null ? "" : (await metrics!.Snapshot() - before).Describe(size * plan.Runs);
+            report.Add(new Measurement(group, path, Stats.Size(size), size, "MiB/s", [.. values], seen));
             if (growth.Count > 0)
                 report.Add(new Measurement("Memory", path, $"peak RSS − idle, {Stats.Size(size)}", size, "MiB", [.. growth],
                     $"idle {stack.IdleRss / MiB:0} MiB"));

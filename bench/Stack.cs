@@ -28,6 +28,8 @@ public sealed class Stack(string repo, string work, HttpClient http) : IAsyncDis
     public Target? SinkTarget { get; private set; }
     public string PeerDirectory => Path.Combine(work, "peer");
     public long IdleRss { get; private set; }
+    /// <summary>The service's own upload metrics (null where its EventPipe session could not be opened).</summary>
+    public ServiceMetrics? Metrics { get; private set; }
 
     public async Task Start(bool withWrangler, Report report)
     {
@@ -58,6 +60,16 @@ public sealed class Stack(string repo, string work, HttpClient http) : IAsyncDis
         await Task.Delay(1000);
         IdleRss = Service!.Rss();
         Console.WriteLine($"upload service idle RSS: {IdleRss / (double)(1 << 20):0.0} MiB");
+        try
+        {
+            Metrics = Track(ServiceMetrics.Start(Service.Pid));
+            await Metrics.Snapshot();
+        }
+        catch (Exception error) when (error is not OperationCanceledException)
+        {
+            report.Skip("service metrics beside the direct cases", $"no EventPipe session with the service: {error.Message}");
+            Metrics = null;
+        }
     }
 
     async Task<Target> StartService()

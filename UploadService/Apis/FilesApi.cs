@@ -7,6 +7,7 @@ using Microsoft.Extensions.Options;
 using Microsoft.Net.Http.Headers;
 using UploadService.Security;
 using UploadService.Storage;
+using UploadService.Telemetry;
 
 namespace UploadService.Apis;
 
@@ -29,8 +30,8 @@ public static class FilesApi
         var files = app.MapGroup("/files");
 
         files.MapGet("", ListFiles);
-        files.MapPost("", PostFiles);
-        files.MapPut("/{*name}", PutFile);
+        files.MapPost("", PostFiles).MeasuredAsUpload("multipart");
+        files.MapPut("/{*name}", PutFile).MeasuredAsUpload("put");
         files.MapMethods("/{*name}", [HttpMethods.Get, HttpMethods.Head], GetFile);
         files.MapDelete("/{*name}", DeleteFile);
 

@@ -4,6 +4,7 @@ using Microsoft.Extensions.Options;
 using Microsoft.Net.Http.Headers;
 using UploadService.Security;
 using UploadService.Storage;
+using UploadService.Telemetry;
 using UploadService.Tus;
 using static UploadService.Tus.TusProtocol;
 
@@ -63,9 +64,9 @@ public static class TusApi
 
         uploads.MapMethods("", [HttpMethods.Options], Options);
         uploads.MapMethods("/{id}", [HttpMethods.Options], Options);
-        uploads.MapPost("", Create);
+        uploads.MapPost("", Create).MeasuredAsUpload("tus");
         uploads.MapMethods("/{id}", [HttpMethods.Head], Head);
-        uploads.MapMethods("/{id}", [HttpMethods.Patch], Patch);
+        uploads.MapMethods("/{id}", [HttpMethods.Patch], Patch).MeasuredAsUpload("tus");
         uploads.MapDelete("/{id}", Terminate);
 
         return app;

@@ -12,10 +12,14 @@ namespace UploadService.Storage;
 /// </code>
 /// An append truncates the bytes file to the persisted offset (dropping whatever a crash left past it),
 /// writes, fsyncs, and only then replaces the state: the persisted offset never covers bytes that are not
-/// on disk. Completion hashes the bytes and commits them as a file by rename (no copy).
+/// on disk. Completion commits the bytes as a file by rename (no copy); their SHA-256 is the one the appends
+/// computed as the bytes arrived (<see cref="RunningHashes"/>), or read from the file where this process
+/// did not see every byte.
 /// </summary>
 public sealed partial class FileSystemFileStore : IUploadStore
 {
+    private readonly RunningHashes _runningHashes = new();
+
     private string UploadsDirectory => Path.Combine(_root, "uploads");
 
     public Task<UploadRecord> CreateUploadAsync(UserId user, UploadRecord upload, CancellationToken cancellationToken)
@@ -26,9 +30,12 @@ public sealed partial class FileSystemFileStore : IUploadStore
         {
         }
 
+        // Not fsynced: a creation acknowledges no bytes, and directory entries are never fsynced, so a power
+        // loss could take a new upload either way (its client then finds it gone and starts again). The
+        // first append's state write is durable.
         try
         {
-            WriteUploadState(statePath, upload);
+            WriteUploadState(statePath, upload, durable: false);
         }
         catch
         {
@@ -48,24 +55,26 @@ public sealed partial class FileSystemFileStore : IUploadStore
     {
         var (statePath, bytesPath) = LocateUpload(user, upload.Id);
         using var checksumHash = checksum?.CreateHash();
+        var running = _runningHashes.Take(upload);
         await using var file = new FileStream(bytesPath, new FileStreamOptions
         {
             Mode = FileMode.Open,
             Access = FileAccess.Write,
             Share = FileShare.None,
-            BufferSize = 0, // the copy already writes in 84 KiB chunks
+            BufferSize = 0, // the copy writes in large chunks itself
         });
         file.SetLength(upload.Offset);
         file.Position = upload.Offset;
         try
         {
-            await HashingCopy.CopyAsync(content, file, maxBytes, cancellationToken, checksumHash);
+            await HashingCopy.CopyAsync(content, file, maxBytes, [running?.Hash, checksumHash], cancellationToken);
         }
         catch (Exception ex) when (checksum is null && file.Position > upload.Offset && HashingCopy.KeepsWhatArrived(ex))
         {
             // The connection broke (or the chunk ran past the limit): keep what arrived, as tus intends,
             // except beyond the limit. A spent quota or a full disk discards the chunk (below).
-            var kept = Math.Min(file.Position, upload.Offset + maxBytes);
+            running?.Dispose();
+            var kept = upload.Offset + Math.Min(file.Position - upload.Offset, maxBytes);
             file.SetLength(kept);
             file.Flush(flushToDisk: true);
             WriteUploadState(statePath, upload with { Offset = kept, ExpiresAt = expiresAt });
@@ -73,19 +82,33 @@ public sealed partial class FileSystemFileStore : IUploadStore
         }
         catch (Exception)
         {
+            running?.Dispose();
             file.SetLength(upload.Offset);
             throw;
         }
 
         if (checksum is not null && !checksumHash!.GetHashAndReset().AsSpan().SequenceEqual(checksum.Expected))
         {
+            running?.Dispose();
             file.SetLength(upload.Offset);
             throw new ChecksumMismatchException(checksum.Algorithm);
         }
 
         file.Flush(flushToDisk: true);
         var appended = upload with { Offset = file.Position, ExpiresAt = expiresAt };
+        if (appended is { IsComplete: true, IsPartial: false, ContentId: null })
+        {
+            // Claimed with the offset, in the same write: completion then needs no write of its own before
+            // the bytes move (see Finish).
+            appended = appended with { ContentId = Guid.NewGuid().ToString("N") };
+        }
+
         WriteUploadState(statePath, appended);
+        if (running is not null)
+        {
+            _runningHashes.Keep(upload.Id, running, appended.Offset);
+        }
+
         return appended;
     }
 
@@ -103,9 +126,10 @@ public sealed partial class FileSystemFileStore : IUploadStore
         var source = upload.ContentId is { } claimed && !File.Exists(bytesPath)
             ? Locate(user, file).BlobPath(claimed)
             : bytesPath;
-        string sha256;
-        await using (var bytes = new FileStream(source, FileMode.Open, FileAccess.Read, FileShare.Read, 0, FileOptions.SequentialScan))
+        var sha256 = _runningHashes.Finish(upload);
+        if (sha256 is null)
         {
+            await using var bytes = new FileStream(source, FileMode.Open, FileAccess.Read, FileShare.Read, 0, FileOptions.SequentialScan);
             (_, sha256) = await HashingCopy.CopyAsync(bytes, Stream.Null, long.MaxValue, cancellationToken);
         }
 
@@ -170,6 +194,7 @@ public sealed partial class FileSystemFileStore : IUploadStore
     public Task<bool> DeleteUploadAsync(UserId user, string id, CancellationToken cancellationToken)
     {
         var (statePath, bytesPath) = LocateUpload(user, id);
+        _runningHashes.Drop(id);
         var existed = File.Exists(statePath);
         TryDelete(statePath);
         TryDelete(bytesPath);
@@ -199,6 +224,7 @@ public sealed partial class FileSystemFileStore : IUploadStore
                 continue; // being written right now; its request ends (and extends the expiry) or a later sweep gets it
             }
 
+            _runningHashes.Drop(Path.GetFileNameWithoutExtension(statePath));
             TryDelete(statePath);
             TryDelete(Path.ChangeExtension(statePath, ".bin"));
             removed++;
@@ -239,8 +265,8 @@ public sealed partial class FileSystemFileStore : IUploadStore
 
     private string UserUploadsDirectory(UserId user) => Path.Combine(UploadsDirectory, HexSha256(user.Value));
 
-    private void WriteUploadState(string path, UploadRecord upload) =>
-        WriteJsonAtomically(path, upload, UploadRecordJson.Default.UploadRecord);
+    private void WriteUploadState(string path, UploadRecord upload, bool durable = true) =>
+        WriteJsonAtomically(path, upload, UploadRecordJson.Default.UploadRecord, durable);
 
     private UploadRecord? ReadUploadState(string path) => ReadJson(path, UploadRecordJson.Default.UploadRecord);
 }

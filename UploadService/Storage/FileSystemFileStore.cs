@@ -342,8 +342,11 @@ public sealed partial class FileSystemFileStore : IFileStore
 
     private FileRecord? ReadRecord(string path) => ReadJson(path, FileRecordJson.Default.FileRecord);
 
-    /// <summary>Temp file on the same volume, fsync, rename over: readers see the old or the new document.</summary>
-    private void WriteJsonAtomically<T>(string path, T value, JsonTypeInfo<T> typeInfo)
+    /// <summary>
+    /// Temp file on the same volume, fsync (unless not <paramref name="durable"/>), rename over: readers see
+    /// the old or the new document.
+    /// </summary>
+    private void WriteJsonAtomically<T>(string path, T value, JsonTypeInfo<T> typeInfo, bool durable = true)
     {
         var tempPath = Path.Combine(_tempDirectory, Guid.NewGuid().ToString("N") + ".json");
         try
@@ -351,7 +354,10 @@ public sealed partial class FileSystemFileStore : IFileStore
             using (var file = new FileStream(tempPath, FileMode.CreateNew, FileAccess.Write, FileShare.None))
             {
                 JsonSerializer.Serialize(file, value, typeInfo);
-                file.Flush(flushToDisk: true);
+                if (durable)
+                {
+                    file.Flush(flushToDisk: true);
+                }
             }
 
             File.Move(tempPath, path, overwrite: true);

@@ -21,11 +21,15 @@ namespace UploadService.Storage;
 /// only then replaces the state: the persisted offset never covers bytes that are not in the bucket, and
 /// a crash before the state switch leaves the previous state, whose parts and tail are untouched (a
 /// re-sent part of the same number replaces the orphaned one). Completion finishes the multipart upload
-/// (the tail becomes the short last part) and commits its object as the file, without a copy.
+/// (the tail becomes the short last part) and commits its object as the file, without a copy; its SHA-256
+/// is the one the appends computed (<see cref="RunningHashes"/>), or read back where this process did not
+/// see every byte.
 /// </summary>
 public sealed partial class S3FileStore : IUploadStore
 {
     private const string UploadsPrefix = "uploads/";
+
+    private readonly RunningHashes _runningHashes = new();
 
     public async Task<UploadRecord> CreateUploadAsync(UserId user, UploadRecord upload, CancellationToken cancellationToken)
     {
@@ -46,24 +50,48 @@ public sealed partial class S3FileStore : IUploadStore
             ?? throw new InvalidOperationException($"Upload {upload.Id} has no state.");
         using var checksumHash = checksum?.CreateHash();
         await using var writer = await ResumeAsync(keys, state, cancellationToken);
+        var running = _runningHashes.Take(upload);
         try
         {
-            await HashingCopy.CopyAsync(content, writer, maxBytes, cancellationToken, checksumHash);
+            await HashingCopy.CopyAsync(content, writer, maxBytes, [running?.Hash, checksumHash], cancellationToken);
         }
         catch (Exception ex) when (checksum is null && writer.Written > upload.Offset && HashingCopy.KeepsWhatArrived(ex))
         {
             // The connection broke (or the chunk ran past the limit, which the copy never writes): keep what
             // arrived, as tus intends. A spent quota or a full scratch disk discards the chunk: nothing persisted.
+            running?.Dispose();
             await PersistAsync(keys, state, writer, upload with { Offset = writer.Written, ExpiresAt = expiresAt });
+            throw;
+        }
+        catch (Exception)
+        {
+            running?.Dispose();
             throw;
         }
 
         if (checksum is not null && !checksumHash!.GetHashAndReset().AsSpan().SequenceEqual(checksum.Expected))
         {
+            running?.Dispose();
             throw new ChecksumMismatchException(checksum.Algorithm); // nothing persisted: the chunk is discarded
         }
 
-        return await PersistAsync(keys, state, writer, upload with { Offset = writer.Written, ExpiresAt = expiresAt });
+        UploadRecord appended;
+        try
+        {
+            appended = await PersistAsync(keys, state, writer, upload with { Offset = writer.Written, ExpiresAt = expiresAt });
+        }
+        catch (Exception)
+        {
+            running?.Dispose();
+            throw;
+        }
+
+        if (running is not null)
+        {
+            _runningHashes.Keep(upload.Id, running, appended.Offset);
+        }
+
+        return appended;
     }
 
     public async Task<UploadRecord> UpdateUploadAsync(UserId user, UploadRecord upload, CancellationToken cancellationToken)
@@ -80,9 +108,10 @@ public sealed partial class S3FileStore : IUploadStore
     {
         var keys = LocateUpload(user, upload.Id);
         var state = await FinishBytesAsync(keys, cancellationToken);
-        string sha256;
-        await using (var bytes = new RangedObjectStream(_s3, _options.Bucket, keys.BlobKey, upload.Offset))
+        var sha256 = _runningHashes.Finish(upload);
+        if (sha256 is null)
         {
+            await using var bytes = new RangedObjectStream(_s3, _options.Bucket, keys.BlobKey, upload.Offset);
             (_, sha256) = await HashingCopy.CopyAsync(bytes, Stream.Null, long.MaxValue, cancellationToken);
         }
 
@@ -128,6 +157,7 @@ public sealed partial class S3FileStore : IUploadStore
     public async Task<bool> DeleteUploadAsync(UserId user, string id, CancellationToken cancellationToken)
     {
         var keys = LocateUpload(user, id);
+        _runningHashes.Drop(id);
         var state = await ReadStateAsync(keys.StateKey, cancellationToken);
         if (state is null)
         {
@@ -160,6 +190,7 @@ public sealed partial class S3FileStore : IUploadStore
                 continue; // being written right now; its request ends (and extends the expiry) or a later sweep gets it
             }
 
+            _runningHashes.Drop(state.Record.Id);
             await DeleteUploadObjectsAsync(entry.Key[..^"state".Length], state);
             removed++;
         }

@@ -206,13 +206,16 @@ public abstract class FileStoreContractTests : IAsyncLifetime
         Assert.Equal(4, (await StoredEntriesAsync()).Count);
     }
 
+    /// <summary>More than the copy's buffers hold, so that some bytes are written before the source fails.</summary>
+    private const int MidwayBytes = 2 * HashingCopy.BufferSize + 50_000;
+
     [Fact]
     public async Task A_save_whose_source_throws_midway_leaves_nothing_and_the_old_version_intact()
     {
         var original = Bytes(500, seed: 3);
         await SaveAsync("alice", "a.bin", original);
         var scratchFilesWhileWriting = -1;
-        var source = new ScriptedStream(250_000, () =>
+        var source = new ScriptedStream(MidwayBytes, () =>
         {
             scratchFilesWhileWriting = ScratchFileCount();
             throw new IOException("connection reset");
@@ -233,7 +236,7 @@ public abstract class FileStoreContractTests : IAsyncLifetime
     {
         using var aborted = new CancellationTokenSource();
         var scratchFilesWhileWriting = -1;
-        var source = new ScriptedStream(250_000, () =>
+        var source = new ScriptedStream(MidwayBytes, () =>
         {
             scratchFilesWhileWriting = ScratchFileCount();
             aborted.Cancel();

@@ -92,6 +92,28 @@ public abstract class UploadStoreContractTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task The_sha256_covers_exactly_the_kept_bytes_after_discarded_and_broken_chunks()
+    {
+        // The store may hash chunks as they arrive; a discarded chunk and the part of a broken one that
+        // was dropped must not count, and one that was kept must.
+        var bytes = Bytes(PartSize + 400_000, seed: 5);
+        var upload = await Uploads.CreateUploadAsync(User("alice"), NewUpload(bytes.Length), CancellationToken.None);
+        upload = await AppendAsync(upload, bytes[..100_000]);
+        await Assert.ThrowsAsync<ChecksumMismatchException>(() =>
+            AppendAsync(upload, bytes[100_000..200_000], new ChunkChecksum("sha1", new byte[20])));
+        upload = await AppendAsync(upload, bytes[100_000..200_000]);
+        await Assert.ThrowsAsync<UploadContentException>(() => Uploads.AppendAsync(User("alice"), upload,
+            new BreakingStream(bytes[200_000..], breakAfter: 300_000), long.MaxValue, null, Now.AddHours(2), CancellationToken.None));
+        upload = (await Uploads.GetUploadAsync(User("alice"), upload.Id, CancellationToken.None))!;
+        upload = await AppendAsync(upload, bytes[(int)upload.Offset..]);
+
+        var (_, file) = await Uploads.CompleteUploadAsync(User("alice"), upload, File("h.bin"), "application/octet-stream", CancellationToken.None);
+
+        Assert.Equal(Sha256(bytes), file.Sha256);
+        Assert.Equal(bytes, await FileBytesAsync("h.bin"));
+    }
+
+    [Fact]
     public async Task A_chunk_whose_checksum_does_not_match_is_discarded()
     {
         var bytes = Bytes(200_000);
