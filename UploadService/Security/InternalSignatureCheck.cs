@@ -61,7 +61,11 @@ public static class InternalSignatureCheck
                 return next(context);
             }
 
-            logger.LogWarning("Refused {Method} request without a valid internal signature: {Reason}", context.Request.Method, problem);
+            // Unsigned requests are routine (the container library's readiness probes GET / unsigned); a
+            // signature that is presented but wrong or stale means a misconfigured secret, a skewed clock or tampering.
+            var signed = context.Request.Headers.ContainsKey(InternalSignature.SignatureHeader);
+            logger.Log(signed ? LogLevel.Warning : LogLevel.Debug,
+                "Refused {Method} request without a valid internal signature: {Reason}", context.Request.Method, problem);
             return TypedResults.Problem(problem, statusCode: StatusCodes.Status401Unauthorized, title: "Unauthorized").ExecuteAsync(context);
         });
     }
