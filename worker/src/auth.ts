@@ -33,7 +33,7 @@ class KeySetUnavailable extends Error {}
 /**
  * Verifies `Authorization: Bearer <JWT>` and returns the user id from `sub`: HS256 with AUTH_SECRET
  * and/or RS256/ES256 with a key from AUTH_JWKS_URL, `iss`/`aud` checked when AUTH_ISSUER/AUTH_AUDIENCE
- * are set. Never throws; every failure is a result.
+ * are set; `exp` is required. Never throws; every failure is a result.
  */
 export async function authenticate(request: Request, settings: AuthSettings): Promise<AuthResult> {
   const secret = settings.AUTH_SECRET || undefined;
@@ -73,6 +73,7 @@ export async function authenticate(request: Request, settings: AuthSettings): Pr
       issuer: settings.AUTH_ISSUER || undefined,
       audience: settings.AUTH_AUDIENCE || undefined,
       clockTolerance: CLOCK_TOLERANCE_S,
+      requiredClaims: ["exp"], // a token that never expires is not accepted
     }));
   } catch (error) {
     if (error instanceof KeySetUnavailable) {

@@ -153,7 +153,7 @@ describe("authenticate() on generated input", () => {
         if (c.iat !== undefined) payload.iat = t + c.iat;
         const acceptable =
           satisfiesUserIdRule(c.sub) &&
-          (c.exp === undefined || c.exp > -CLOCK_TOLERANCE_S) &&
+          c.exp !== undefined && c.exp > -CLOCK_TOLERANCE_S &&
           (c.nbf === undefined || c.nbf <= CLOCK_TOLERANCE_S) &&
           (c.iat === undefined || c.iat <= CLOCK_TOLERANCE_S) &&
           (!c.checkIssuerAndAudience ||

@@ -1,7 +1,8 @@
 import { SELF } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { Echo } from "./echo-server";
-import { BASE, bearer, expectProblem, tokenFor } from "./support";
+import { SignJWT } from "jose";
+import { BASE, bearer, expectProblem, TEST_AUTH_SECRET, tokenFor } from "./support";
 
 const base64url = (value: object) => btoa(JSON.stringify(value)).replace(/=+$/, "").replace(/\+/g, "-").replace(/\//g, "_");
 
@@ -28,6 +29,11 @@ describe("authentication", () => {
   it("rejects an expired token", async () => {
     const token = await tokenFor("alice", { expiresIn: Math.floor(Date.now() / 1000) - 60 });
     expect(await rejected(bearer(token))).toMatch(/expired/i);
+  });
+
+  it("rejects a token that never expires (no exp)", async () => {
+    const token = await new SignJWT({ sub: "alice" }).setProtectedHeader({ alg: "HS256" }).setIssuedAt().sign(new TextEncoder().encode(TEST_AUTH_SECRET));
+    expect(await rejected(bearer(token))).toMatch(/"exp" claim/);
   });
 
   it("rejects a token that is not valid yet", async () => {
