@@ -392,21 +392,40 @@ public sealed class TusApiTests(UploadServiceFactory service) : IClassFixture<Up
         var user = NewUser();
         var location = await CreateAsync(user, size, "locked.bin");
 
-        var started = new TaskCompletionSource();
         var release = new TaskCompletionSource();
         using var abort = new CancellationTokenSource();
-        using var slow = Tus(HttpMethod.Patch, location.AbsolutePath, user);
-        slow.Headers.Add("Upload-Offset", "0");
-        slow.Content = new StallingContent(1000, started, release.Task);
-        slow.Content.Headers.ContentType = new MediaTypeHeaderValue(TusProtocol.OffsetContentType);
-        slow.Content.Headers.ContentLength = size;
-        var first = service.Client.SendAsync(slow, abort.Token);
-        await started.Task.WaitAsync(Deadline);
+        async Task<Task<HttpResponseMessage>> StartSlowPatch()
+        {
+            var started = new TaskCompletionSource();
+            var slow = Tus(HttpMethod.Patch, location.AbsolutePath, user);
+            slow.Headers.Add("Upload-Offset", "0");
+            slow.Content = new StallingContent(1000, started, release.Task);
+            slow.Content.Headers.ContentType = new MediaTypeHeaderValue(TusProtocol.OffsetContentType);
+            slow.Content.Headers.ContentLength = size;
+            var sending = service.Client.SendAsync(slow, abort.Token);
+            await started.Task.WaitAsync(Deadline);
+            return sending;
+        }
+
+        var first = await StartSlowPatch();
 
         // Poll until the server holds the lock (the first bytes have reached the handler).
         var locked = false;
         for (var until = DateTime.UtcNow + LockDeadline; !locked && DateTime.UtcNow < until; await Task.Delay(20))
         {
+            if (first.IsCompleted)
+            {
+                // A probe reached the handler before the slow PATCH did and held the lock for a moment: the slow
+                // PATCH got the 423 (or its connection ended with it). Nothing was written; send it again.
+                if (first.IsCompletedSuccessfully)
+                {
+                    using var refused = await first;
+                    Assert.Equal(HttpStatusCode.Locked, refused.StatusCode);
+                }
+
+                first = await StartSlowPatch();
+            }
+
             // A wrong offset: 423 while the lock is held, else 409, so the probe never writes.
             using var second = await PatchAsync(user, location, size - 1, "x"u8.ToArray());
             locked = second.StatusCode == HttpStatusCode.Locked;
