@@ -15,6 +15,7 @@ public sealed class Child : IAsyncDisposable
     bool stopped;
 
     public int Pid => process.Id;
+    public string Name => name;
     public bool Exited => process.HasExited;
 
     Child(Process process, string name)

@@ -44,6 +44,7 @@ void Interrupted(System.Runtime.InteropServices.PosixSignalContext context)
 try
 {
     await stack.Start(withWrangler: !options.NoWrangler, report);
+    await stack.StartS3(report);
     var runner = new Runner(client, stack, plan, report, work.FullName);
     await runner.Ceilings();
     await runner.Uploads();

@@ -16,6 +16,7 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
     const string DirectPut = "service PUT (direct)", DirectTus = "service tus 50 MiB chunks (direct)", PeerTus = "@tus/server tus 50 MiB chunks";
     const string WorkerPut = "Worker → DO → service PUT", WorkerTus = "Worker → DO → service tus", BarePut = "bare Worker → sink PUT";
     const string DirectGet = "service GET (direct)", WorkerGet = "Worker → DO → service GET";
+    const string S3Put = "service PUT (direct, s3 backend)", S3Tus = "service tus 50 MiB chunks (direct, s3 backend)";
     const string SmallTus = "service tus 4 KiB (direct)", SmallPeer = "@tus/server tus 4 KiB", SmallPut = "service PUT 4 KiB (direct)";
 
     public async Task Ceilings()
@@ -41,6 +42,13 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
         }
         if (stack.Bare is { } bare)
             await Throughput("Uploads", BarePut, size => client.Put(bare, "bare", size));
+        if (stack.S3Direct is { } s3)
+        {
+            // The same uploads into a bucket (s3rver): for the memory target on the other backend.
+            var memory = (stack.S3Service!, stack.S3IdleRss);
+            await Throughput("Uploads", S3Put, size => client.Put(s3, Name("s3put", size), size), measureRss: true, memoryOf: memory);
+            await Throughput("Uploads", S3Tus, size => client.Tus(s3, Name("s3tus", size), size), measureRss: true, memoryOf: memory);
+        }
     }
 
     public async Task Downloads()
@@ -125,10 +133,13 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
     }
 
     /// <summary>A warm-up on the path's first size, then <see cref="Plan.Runs"/> timed runs per size.</summary>
-    /// With <paramref name="serviceMetrics"/>, the service's own figures for the same runs go beside them.
+    /// With <paramref name="serviceMetrics"/>, the service's own figures for the same runs go beside them; with
+    /// <paramref name="measureRss"/>, the peak RSS of the largest size's runs over the idle RSS of the service in
+    /// <paramref name="memoryOf"/> (default: the filesystem-backed service).
     async Task Throughput(string group, string path, Func<long, Task> run, bool measureRss = false, Action? afterEach = null,
-        bool serviceMetrics = false)
+        bool serviceMetrics = false, (Child Service, long IdleRss)? memoryOf = null)
     {
+        var (service, idleRss) = memoryOf ?? (stack.Service!, stack.IdleRss);
         await run(plan.Sizes[0]);
         afterEach?.Invoke();
         var metrics = serviceMetrics ? stack.Metrics : null;
@@ -139,7 +150,7 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
             var growth = new List<double>();
             for (var i = 0; i < plan.Runs; i++)
             {
-                var sampler = measureRss && size == plan.Largest ? new RssSampler(stack.Service!.Pid) : null;
+                var sampler = measureRss && size == plan.Largest ? new RssSampler(service.Pid) : null;
                 var clock = Stopwatch.StartNew();
                 await run(size);
                 var seconds = clock.Elapsed.TotalSeconds;
@@ -147,7 +158,7 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
                 if (sampler is not null)
                 {
                     await sampler.DisposeAsync();
-                    growth.Add((sampler.Peak - stack.IdleRss) / MiB);
+                    growth.Add((sampler.Peak - idleRss) / MiB);
                 }
                 values.Add(size / MiB / seconds);
             }
@@ -155,7 +166,7 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
             report.Add(new Measurement(group, path, Stats.Size(size), size, "MiB/s", [.. values], seen));
             if (growth.Count > 0)
                 report.Add(new Measurement("Memory", path, $"peak RSS − idle, {Stats.Size(size)}", size, "MiB", [.. growth],
-                    $"idle {stack.IdleRss / MiB:0} MiB"));
+                    $"idle {idleRss / MiB:0} MiB"));
         }
     }
 
@@ -243,7 +254,9 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
         var growth = report.Measurements.Where(m => m.Group == "Memory").Select(m => m.Values.Max()).DefaultIfEmpty().Max();
         report.Ratios.Add(new Ratio($"peak RSS growth, any {largest} case (MiB)", "peak RSS", "idle RSS",
             report.Measurements.Any(m => m.Group == "Memory") ? growth : null, 64, false,
-            (note.Length > 0 ? note + "; " : "") + "filesystem store (the only backend measured)"));
+            (note.Length > 0 ? note + "; " : "") + (stack.S3Direct is null
+                ? "filesystem store (the only backend measured)"
+                : "filesystem store and s3 backend (s3rver)")));
         report.Ratios.Add(new Ratio("AppHost start to all healthy (s)", "AppHost", "—",
             report.Measurements.FirstOrDefault(m => m.Group == "Start-up")?.Median, 20, false, ""));
 

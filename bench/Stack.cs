@@ -28,6 +28,11 @@ public sealed class Stack(string repo, string work, HttpClient http) : IAsyncDis
     public Target? SinkTarget { get; private set; }
     public string PeerDirectory => Path.Combine(work, "peer");
     public long IdleRss { get; private set; }
+
+    /// <summary>A second upload service keeping its files in a bucket of a local s3rver (the s3 backend), for memory.</summary>
+    public Child? S3Service { get; private set; }
+    public Target? S3Direct { get; private set; }
+    public long S3IdleRss { get; private set; }
     /// <summary>The service's own upload metrics (null where its EventPipe session could not be opened).</summary>
     public ServiceMetrics? Metrics { get; private set; }
 
@@ -53,16 +58,10 @@ public sealed class Stack(string repo, string work, HttpClient http) : IAsyncDis
         Worker = await worker;
         Bare = await bare;
 
-        // Idle: after start-up and one small round trip (so the upload path is loaded), before any case.
-        var client = new Client(http);
-        await client.Put(Direct, "bench/idle.bin", 1 << 20);
-        await client.Get(Direct, "bench/idle.bin");
-        await Task.Delay(1000);
-        IdleRss = Service!.Rss();
-        Console.WriteLine($"upload service idle RSS: {IdleRss / (double)(1 << 20):0.0} MiB");
+        IdleRss = await IdleRssOf(Service!, Direct);
         try
         {
-            Metrics = Track(ServiceMetrics.Start(Service.Pid));
+            Metrics = Track(ServiceMetrics.Start(Service!.Pid));
             await Metrics.Snapshot();
         }
         catch (Exception error) when (error is not OperationCanceledException)
@@ -72,7 +71,9 @@ public sealed class Stack(string repo, string work, HttpClient http) : IAsyncDis
         }
     }
 
-    async Task<Target> StartService()
+    Task<Target> StartService() => StartService("upload-service", "service", new Dictionary<string, string>(), child => Service = child);
+
+    async Task<Target> StartService(string name, string folder, Dictionary<string, string> storage, Action<Child> started)
     {
 #if DEBUG
         const string configuration = "Debug";
@@ -83,27 +84,77 @@ public sealed class Stack(string repo, string work, HttpClient http) : IAsyncDis
         var dll = Path.Combine(bin, "UploadService.dll");
         if (!File.Exists(dll)) throw new FileNotFoundException($"build the upload service first ({dll} is missing)");
         var port = Ports.Free();
-        var storage = Path.Combine(work, "service");
-        Directory.CreateDirectory(storage);
-        Service = Child.Start("upload-service", DotnetHost(), [dll, "--urls", $"http://127.0.0.1:{port}"], bin,
-            new Dictionary<string, string>
-            {
-                ["ASPNETCORE_ENVIRONMENT"] = "Production",
-                ["Storage__Root"] = storage,
-                [InternalSignature.SecretSetting] = InternalSecret,
-                ["Logging__LogLevel__Default"] = "Warning",
-                ["OTEL_EXPORTER_OTLP_ENDPOINT"] = "",
-            });
-        Track(Service);
+        var root = Path.Combine(work, folder);
+        Directory.CreateDirectory(root);
+        var environment = new Dictionary<string, string>(storage)
+        {
+            ["ASPNETCORE_ENVIRONMENT"] = "Production",
+            ["Storage__Root"] = root,
+            [InternalSignature.SecretSetting] = InternalSecret,
+            ["Logging__LogLevel__Default"] = "Warning",
+            ["OTEL_EXPORTER_OTLP_ENDPOINT"] = "",
+        };
+        var child = Child.Start(name, DotnetHost(), [dll, "--urls", $"http://127.0.0.1:{port}"], bin, environment);
+        Track(child);
+        started(child);
         var baseUrl = new Uri($"http://127.0.0.1:{port}/");
-        var ready = await Service.WaitReady(() => Ok(new Uri(baseUrl, "health")), StartTimeout);
-        Console.WriteLine($"upload service ({configuration}) ready on {baseUrl} in {ready.TotalSeconds:0.0} s");
+        var ready = await child.WaitReady(() => Ok(new Uri(baseUrl, "health")), StartTimeout);
+        Console.WriteLine($"{name} ({configuration}) ready on {baseUrl} in {ready.TotalSeconds:0.0} s");
         var key = Encoding.UTF8.GetBytes(InternalSecret);
-        return new Target("service", baseUrl, request =>
+        return new Target(name, baseUrl, request =>
         {
             request.Headers.Add("X-User-Id", UserId);
             InternalSignature.Sign(request, key); // as the Durable Object signs
         });
+    }
+
+    /// <summary>
+    /// s3rver (tests/s3-server) on a free port with a bucket, and an upload service on the s3 backend using it: the
+    /// memory cases run on both backends. Skipped (with the reason) where s3rver is not installed.
+    /// </summary>
+    public async Task StartS3(Report report)
+    {
+        var script = Path.Combine(repo, "tests", "s3-server", "node_modules", "s3rver", "bin", "s3rver.js");
+        if (!File.Exists(script))
+        {
+            report.Skip("s3 backend memory cases", "tests/s3-server/node_modules is missing (cd tests/s3-server && npm ci)");
+            return;
+        }
+        const string bucket = "bench", key = "S3RVER"; // s3rver's built-in account
+        var port = Ports.Free();
+        var data = Path.Combine(work, "s3rver");
+        Directory.CreateDirectory(data);
+        var server = Track(Child.Start("s3rver", Node(repo),
+            [script, "--directory", data, "--address", "127.0.0.1", "--port", port.ToString(), "--configure-bucket", bucket, "--no-vhost-buckets"],
+            Path.GetDirectoryName(script)!));
+        var endpoint = $"http://127.0.0.1:{port}";
+        await server.WaitReady(async () =>
+        {
+            using var response = await http.GetAsync($"{endpoint}/{bucket}");
+            return response.IsSuccessStatusCode;
+        }, StartTimeout);
+        S3Direct = await StartService("upload-service-s3", "service-s3", new Dictionary<string, string>
+        {
+            ["Storage__Provider"] = "s3",
+            ["Storage__S3__ServiceUrl"] = endpoint,
+            ["Storage__S3__Bucket"] = bucket,
+            ["Storage__S3__AccessKeyId"] = key,
+            ["Storage__S3__SecretAccessKey"] = key,
+            ["Storage__S3__Region"] = "auto",
+        }, child => S3Service = child);
+        S3IdleRss = await IdleRssOf(S3Service!, S3Direct);
+    }
+
+    /// <summary>RSS after start-up and one small round trip (so the upload path is loaded), before any case.</summary>
+    async Task<long> IdleRssOf(Child service, Target target)
+    {
+        var client = new Client(http);
+        await client.Put(target, "bench/idle.bin", 1 << 20);
+        await client.Get(target, "bench/idle.bin");
+        await Task.Delay(1000);
+        var rss = service.Rss();
+        Console.WriteLine($"{service.Name} idle RSS: {rss / (double)(1 << 20):0.0} MiB");
+        return rss;
     }
 
     async Task<Target?> StartPeer(Report report)
