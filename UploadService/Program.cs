@@ -8,6 +8,7 @@ builder.AddServiceDefaults();
 builder.Services.AddProblemDetails();
 builder.AddInternalSignature();
 builder.Services.AddExceptionHandler<StorageFullHandler>();
+builder.Services.AddExceptionHandler<StorageUnavailableHandler>();
 builder.AddFileStore();
 builder.AddUploadLimits();
 builder.AddTus();
