@@ -333,33 +333,11 @@ public sealed partial class S3FileStore : IUploadStore
         return new UploadKeys(prefix, new Location(UserPrefix(user), "").BlobKey(id));
     }
 
-    private async Task WriteStateAsync(UploadKeys keys, UploadState state, CancellationToken cancellationToken) =>
-        await _s3.PutObjectAsync(new PutObjectRequest
-        {
-            BucketName = _options.Bucket,
-            Key = keys.StateKey,
-            ContentBody = JsonSerializer.Serialize(state, UploadStateJson.Default.UploadState),
-            ContentType = "application/json",
-            UseChunkEncoding = false,
-        }, cancellationToken);
+    private Task WriteStateAsync(UploadKeys keys, UploadState state, CancellationToken cancellationToken) =>
+        WriteJsonAsync(keys.StateKey, state, UploadStateJson.Default.UploadState, cancellationToken);
 
-    private async Task<UploadState?> ReadStateAsync(string key, CancellationToken cancellationToken)
-    {
-        try
-        {
-            using var response = await _s3.GetObjectAsync(_options.Bucket, key, cancellationToken);
-            return await JsonSerializer.DeserializeAsync(response.ResponseStream, UploadStateJson.Default.UploadState, cancellationToken);
-        }
-        catch (AmazonS3Exception ex) when (ex.StatusCode == HttpStatusCode.NotFound)
-        {
-            return null;
-        }
-        catch (JsonException ex)
-        {
-            LogUnreadableRecord(ex, key);
-            return null;
-        }
-    }
+    private Task<UploadState?> ReadStateAsync(string key, CancellationToken cancellationToken) =>
+        ReadJsonAsync(key, UploadStateJson.Default.UploadState, cancellationToken);
 
     private sealed record UploadKeys(string Prefix, string BlobKey)
     {

@@ -2,6 +2,7 @@ using System.Net;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
+using System.Text.Json.Serialization.Metadata;
 using Amazon.Runtime;
 using Amazon.S3;
 using Amazon.S3.Model;
@@ -110,14 +111,7 @@ public sealed partial class S3FileStore : IFileStore, IDisposable
         {
             // Once the bytes are up, the switch is not abandoned halfway.
             previous = await ReadRecordAsync(location.RecordKey, CancellationToken.None);
-            await _s3.PutObjectAsync(new PutObjectRequest
-            {
-                BucketName = _options.Bucket,
-                Key = location.RecordKey,
-                ContentBody = JsonSerializer.Serialize(record, FileRecordJson.Default.FileRecord),
-                ContentType = "application/json",
-                UseChunkEncoding = false,
-            }, CancellationToken.None);
+            await WriteJsonAsync(location.RecordKey, record, FileRecordJson.Default.FileRecord, CancellationToken.None);
         }
         finally
         {
@@ -203,12 +197,16 @@ public sealed partial class S3FileStore : IFileStore, IDisposable
 
     public void Dispose() => _s3.Dispose();
 
-    private async Task<FileRecord?> ReadRecordAsync(string key, CancellationToken cancellationToken)
+    private Task<FileRecord?> ReadRecordAsync(string key, CancellationToken cancellationToken) =>
+        ReadJsonAsync(key, FileRecordJson.Default.FileRecord, cancellationToken);
+
+    /// <summary>A JSON object of the store (a file record, an upload state); null when absent or unreadable.</summary>
+    private async Task<T?> ReadJsonAsync<T>(string key, JsonTypeInfo<T> typeInfo, CancellationToken cancellationToken) where T : class
     {
         try
         {
             using var response = await _s3.GetObjectAsync(_options.Bucket, key, cancellationToken);
-            return await JsonSerializer.DeserializeAsync(response.ResponseStream, FileRecordJson.Default.FileRecord, cancellationToken);
+            return await JsonSerializer.DeserializeAsync(response.ResponseStream, typeInfo, cancellationToken);
         }
         catch (AmazonS3Exception ex) when (ex.StatusCode == HttpStatusCode.NotFound)
         {
@@ -220,6 +218,16 @@ public sealed partial class S3FileStore : IFileStore, IDisposable
             return null;
         }
     }
+
+    private async Task WriteJsonAsync<T>(string key, T value, JsonTypeInfo<T> typeInfo, CancellationToken cancellationToken) =>
+        await _s3.PutObjectAsync(new PutObjectRequest
+        {
+            BucketName = _options.Bucket,
+            Key = key,
+            ContentBody = JsonSerializer.Serialize(value, typeInfo),
+            ContentType = "application/json",
+            UseChunkEncoding = false,
+        }, cancellationToken);
 
     /// <summary>Every object under <paramref name="prefix"/>, page by page.</summary>
     private async IAsyncEnumerable<S3Object> ListObjectsAsync(

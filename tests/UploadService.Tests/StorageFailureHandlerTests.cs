@@ -11,7 +11,7 @@ namespace UploadService.Tests;
 /// never a bare 500. Driven directly: a running service whose bucket goes away mid-test cannot be arranged with the
 /// shared s3rver, and a service whose bucket is unreachable at start-up does not start (its store opens the bucket).
 /// </summary>
-public sealed class StorageUnavailableHandlerTests
+public sealed class StorageFailureHandlerTests
 {
     public static TheoryData<Exception> StorageFailures => new()
     {
@@ -40,12 +40,12 @@ public sealed class StorageUnavailableHandlerTests
         Assert.False(await handler.TryHandleAsync(context, new InvalidOperationException("a bug"), CancellationToken.None));
     }
 
-    private static (StorageUnavailableHandler, HttpContext, MemoryStream) Arrange()
+    private static (StorageFailureHandler, HttpContext, MemoryStream) Arrange()
     {
         var services = new ServiceCollection().AddLogging().AddProblemDetails().BuildServiceProvider();
         var body = new MemoryStream();
         var context = new DefaultHttpContext { RequestServices = services, Response = { Body = body } };
         context.Request.Headers.Accept = "application/json";
-        return (new StorageUnavailableHandler(services.GetRequiredService<Microsoft.AspNetCore.Http.IProblemDetailsService>()), context, body);
+        return (new StorageFailureHandler(services.GetRequiredService<Microsoft.AspNetCore.Http.IProblemDetailsService>()), context, body);
     }
 }
