@@ -246,18 +246,11 @@ public static class TusApi
             return Gone(id);
         }
 
-        // All bytes were persisted but the service stopped before the upload became a file: finish it now,
-        // so that a client which sees Upload-Offset == Upload-Length can rely on the file being there.
         if (UploadRules.ShouldComplete(upload) && locks.TryAcquire(id) is { } held)
         {
             using (held)
             {
-                upload = await store.GetUploadAsync(user, id, cancellationToken) ?? upload;
-                if (UploadRules.ShouldComplete(upload))
-                {
-                    var (name, contentType) = Destination(upload);
-                    upload = await Complete(store, user, upload, name, contentType, cancellationToken);
-                }
+                upload = await FinishIfComplete(store, user, await store.GetUploadAsync(user, id, cancellationToken) ?? upload, cancellationToken);
             }
         }
 
@@ -331,6 +324,11 @@ public static class TusApi
         }
 
         var upload = await store.GetUploadAsync(user, id, cancellationToken);
+        if (upload is not null && !upload.IsExpired(time.GetUtcNow()))
+        {
+            upload = await FinishIfComplete(store, user, upload, cancellationToken);
+        }
+
         var maxFileBytes = limits.Value.MaxFileBytes;
         var decision = UploadRules.CheckAppend(
             upload, time.GetUtcNow(), offset, declaredLength, request.ContentLength, maxFileBytes, out var next, out _);
@@ -498,6 +496,23 @@ public static class TusApi
                 ? Problem(bad.StatusCode, bad.Message)
                 : Problem(StatusCodes.Status400BadRequest, ex.Message));
         }
+    }
+
+    /// <summary>
+    /// An upload with every byte persisted that is not a file yet (the service stopped in between, or the store
+    /// records completion only by moving the bytes) becomes one now, so that a client which sees
+    /// Upload-Offset == Upload-Length can rely on the file being there. Call with the upload's lock held.
+    /// </summary>
+    private static async Task<UploadRecord> FinishIfComplete(
+        IUploadStore store, UserId user, UploadRecord upload, CancellationToken cancellationToken)
+    {
+        if (!UploadRules.ShouldComplete(upload))
+        {
+            return upload;
+        }
+
+        var (name, contentType) = Destination(upload);
+        return await Complete(store, user, upload, name, contentType, cancellationToken);
     }
 
     private static async Task<UploadRecord> Complete(

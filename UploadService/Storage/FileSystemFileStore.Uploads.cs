@@ -8,13 +8,18 @@ namespace UploadService.Storage;
 /// Resumable uploads on the filesystem, beside the files on the same volume:
 /// <code>
 /// {root}/uploads/{sha256(userId)}/{id}.json   the state (offset, length, metadata, expiry), replaced atomically
-/// {root}/uploads/{sha256(userId)}/{id}.bin    the bytes received so far
+/// {root}/uploads/{sha256(userId)}/{id}.bin    the bytes received so far, while the upload is unfinished
 /// </code>
 /// An append truncates the bytes file to the persisted offset (dropping whatever a crash left past it),
 /// writes, fsyncs, and only then replaces the state: the persisted offset never covers bytes that are not
-/// on disk. Completion commits the bytes as a file by rename (no copy); their SHA-256 is the one the appends
-/// computed as the bytes arrived (<see cref="RunningHashes"/>), or read from the file where this process
-/// did not see every byte.
+/// on disk. The append that brings the last byte writes no state: completion renames the fsynced bytes file
+/// into the file's blob (content id = upload id) and switches the file record, and from then on the missing
+/// bytes file is what says "every byte arrived" (<see cref="Settled"/>). So a one-chunk upload creates three
+/// files (state, bytes, record), replaces none and fsyncs twice, as a PUT does plus the state. Replacing files
+/// is what small uploads must avoid: each replaced state freed an inode, and ext4 without a journal skips
+/// inodes freed in the last minute when it allocates new ones, so every later creation got slower. The
+/// SHA-256 is the one the appends computed as the bytes arrived (<see cref="RunningHashes"/>), or read from
+/// the file where this process did not see every byte.
 /// </summary>
 public sealed partial class FileSystemFileStore : IUploadStore
 {
@@ -46,8 +51,21 @@ public sealed partial class FileSystemFileStore : IUploadStore
         return Task.FromResult(upload);
     }
 
-    public Task<UploadRecord?> GetUploadAsync(UserId user, string id, CancellationToken cancellationToken) =>
-        Task.FromResult(ReadUploadState(LocateUpload(user, id).StatePath));
+    public Task<UploadRecord?> GetUploadAsync(UserId user, string id, CancellationToken cancellationToken)
+    {
+        var (statePath, bytesPath) = LocateUpload(user, id);
+        return Task.FromResult(ReadUploadState(statePath) is { } upload ? Settled(upload, bytesPath) : null);
+    }
+
+    /// <summary>
+    /// The upload as its files say it is: a (non-partial) upload whose bytes file is gone had every byte
+    /// durable and moved them into its blob (<see cref="CompleteUploadAsync"/>), so it is complete, whatever
+    /// offset its state last recorded. Whether it has become a file yet, completing it again tells.
+    /// </summary>
+    private static UploadRecord Settled(UploadRecord upload, string bytesPath) =>
+        upload is { FileName: null, IsPartial: false, Length: { } length } && !File.Exists(bytesPath)
+            ? upload with { Offset = length, ContentId = upload.ContentId ?? upload.Id }
+            : upload;
 
     public async Task<UploadRecord> AppendAsync(
         UserId user, UploadRecord upload, Stream content, long maxBytes, ChunkChecksum? checksum,
@@ -96,14 +114,18 @@ public sealed partial class FileSystemFileStore : IUploadStore
 
         file.Flush(flushToDisk: true);
         var appended = upload with { Offset = file.Position, ExpiresAt = expiresAt };
-        if (appended is { IsComplete: true, IsPartial: false, ContentId: null })
+        if (appended is { IsComplete: true, IsPartial: false })
         {
-            // Claimed with the offset, in the same write: completion then needs no write of its own before
-            // the bytes move (see Finish).
-            appended = appended with { ContentId = Guid.NewGuid().ToString("N") };
+            // All bytes are durable: completion moves them into the blob, and their absence records the offset
+            // (see Settled). Until then the state keeps the previous offset, so a crash in between only makes
+            // the client send the last chunk again.
+            appended = appended with { ContentId = appended.ContentId ?? appended.Id };
+        }
+        else
+        {
+            WriteUploadState(statePath, appended);
         }
 
-        WriteUploadState(statePath, appended);
         if (running is not null)
         {
             _runningHashes.Keep(upload.Id, running, appended.Offset);
@@ -118,32 +140,18 @@ public sealed partial class FileSystemFileStore : IUploadStore
         return Task.FromResult(upload);
     }
 
-    public async Task<(UploadRecord Upload, StoredFile File)> CompleteUploadAsync(
-        UserId user, UploadRecord upload, FileName file, string contentType, CancellationToken cancellationToken)
-    {
-        var (statePath, bytesPath) = LocateUpload(user, upload.Id);
-        // A completion interrupted by a crash after its bytes moved finds them in the claimed blob.
-        var source = upload.ContentId is { } claimed && !File.Exists(bytesPath)
-            ? Locate(user, file).BlobPath(claimed)
-            : bytesPath;
-        var sha256 = _runningHashes.Finish(upload);
-        if (sha256 is null)
-        {
-            await using var bytes = new FileStream(source, FileMode.Open, FileAccess.Read, FileShare.Read, 0, FileOptions.SequentialScan);
-            (_, sha256) = await HashingCopy.CopyAsync(bytes, Stream.Null, long.MaxValue, cancellationToken);
-        }
+    public Task<(UploadRecord Upload, StoredFile? File)> CompleteUploadAsync(
+        UserId user, UploadRecord upload, FileName file, string contentType, CancellationToken cancellationToken) =>
+        FinishAsync(user, upload, file, contentType, sha256: null, cancellationToken);
 
-        return Finish(user, upload, statePath, bytesPath, file, contentType, sha256);
-    }
-
-    public async Task<(UploadRecord Upload, StoredFile File)> ConcatenateAsync(
+    public async Task<(UploadRecord Upload, StoredFile? File)> ConcatenateAsync(
         UserId user, UploadRecord final, IReadOnlyList<UploadRecord> partials, FileName file, string contentType,
         long maxBytes, CancellationToken cancellationToken)
     {
         var (statePath, bytesPath) = LocateUpload(user, final.Id);
         Directory.CreateDirectory(Path.GetDirectoryName(statePath)!);
-        WriteUploadState(statePath, final);
         string sha256;
+        // The bytes file before the state: a final upload without one would read as complete (see Settled).
         await using (var destination = new FileStream(bytesPath, new FileStreamOptions
         {
             Mode = FileMode.Create,
@@ -152,6 +160,7 @@ public sealed partial class FileSystemFileStore : IUploadStore
             BufferSize = 0,
         }))
         {
+            WriteUploadState(statePath, final);
             // One pass over all partials: the hash of the concatenation is the file's SHA-256.
             var concatenation = new SequentialStream(partials.Select(partial => LocateUpload(user, partial.Id).BytesPath)
                 .Select(path => (Func<Stream>)(() => new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 0, FileOptions.SequentialScan))));
@@ -163,7 +172,7 @@ public sealed partial class FileSystemFileStore : IUploadStore
             destination.Flush(flushToDisk: true);
         }
 
-        var result = Finish(user, final with { Offset = final.Length!.Value }, statePath, bytesPath, file, contentType, sha256);
+        var result = await FinishAsync(user, final with { Offset = final.Length!.Value }, file, contentType, sha256, CancellationToken.None);
         foreach (var partial in partials)
         {
             await DeleteUploadAsync(user, partial.Id, CancellationToken.None);
@@ -172,22 +181,47 @@ public sealed partial class FileSystemFileStore : IUploadStore
         return result;
     }
 
-    private (UploadRecord Upload, StoredFile File) Finish(
-        UserId user, UploadRecord upload, string statePath, string bytesPath, FileName file, string contentType, string sha256)
+    /// <summary>
+    /// Moves the complete bytes into the blob named by the upload's content id (the upload id, or one an
+    /// earlier version of the store claimed in the state) and switches the file record to it. Safe to repeat:
+    /// when the bytes file is gone, an earlier call moved it, and this one only finishes what that left.
+    /// The returned upload is not written back; <see cref="Settled"/> derives it from the files.
+    /// </summary>
+    private async Task<(UploadRecord Upload, StoredFile? File)> FinishAsync(
+        UserId user, UploadRecord upload, FileName file, string contentType, string? sha256, CancellationToken cancellationToken)
     {
-        // Claim the blob before moving the bytes into it: a crash between the move and the record switch
-        // then leaves a blob that Recover keeps and the next HEAD commits, instead of an orphan it deletes.
-        var claimed = upload;
-        if (upload.ContentId is null)
+        var (_, bytesPath) = LocateUpload(user, upload.Id);
+        var location = Locate(user, file);
+        var contentId = upload.ContentId ?? upload.Id;
+        var completed = upload with { Offset = upload.Length ?? upload.Offset, ContentId = contentId, FileName = file.Value };
+        var source = bytesPath;
+        if (!File.Exists(bytesPath))
         {
-            claimed = upload with { ContentId = Guid.NewGuid().ToString("N") };
-            WriteUploadState(statePath, claimed);
+            // An earlier completion moved the bytes; the process may have stopped before its record switch.
+            source = location.BlobPath(contentId);
+            var current = ReadRecord(location.MetaPath);
+            if (current?.ContentId == contentId)
+            {
+                return (completed, current.ToStoredFile());
+            }
+
+            if (!File.Exists(source) || (current is not null && current.CreatedAt.UtcDateTime > File.GetLastWriteTimeUtc(source)))
+            {
+                // The switch happened and a newer save (or a delete) has replaced it since: nothing to redo.
+                _runningHashes.Drop(upload.Id);
+                return (completed, current?.ToStoredFile());
+            }
         }
 
-        var stored = Commit(Locate(user, file), bytesPath,
-            new StoredFile(file.Value, upload.Offset, sha256, contentType, _time.GetUtcNow()), claimed.ContentId);
-        var completed = claimed with { FileName = stored.Name };
-        WriteUploadState(statePath, completed);
+        sha256 ??= _runningHashes.Finish(upload);
+        if (sha256 is null)
+        {
+            await using var bytes = new FileStream(source, FileMode.Open, FileAccess.Read, FileShare.Read, 0, FileOptions.SequentialScan);
+            (_, sha256) = await HashingCopy.CopyAsync(bytes, Stream.Null, long.MaxValue, cancellationToken);
+        }
+
+        var stored = Commit(location, bytesPath,
+            new StoredFile(file.Value, completed.Offset, sha256, contentType, _time.GetUtcNow()), contentId);
         return (completed, stored);
     }
 
@@ -233,7 +267,7 @@ public sealed partial class FileSystemFileStore : IUploadStore
         return Task.FromResult(removed);
     }
 
-    /// <summary>Content ids that unfinished tus completions have claimed (see <see cref="Finish"/>).</summary>
+    /// <summary>Content ids that tus completions may have moved bytes to without a record yet (see <see cref="FinishAsync"/>).</summary>
     private HashSet<string> ClaimedContentIds()
     {
         var claimed = new HashSet<string>(StringComparer.Ordinal);
@@ -241,9 +275,9 @@ public sealed partial class FileSystemFileStore : IUploadStore
         {
             foreach (var statePath in Directory.EnumerateFiles(UploadsDirectory, "*.json", SearchOption.AllDirectories))
             {
-                if (ReadUploadState(statePath) is { ContentId: { } contentId, FileName: null })
+                if (ReadUploadState(statePath) is { FileName: null, IsPartial: false } upload)
                 {
-                    claimed.Add(contentId);
+                    claimed.Add(upload.ContentId ?? upload.Id);
                 }
             }
         }

@@ -252,9 +252,9 @@ public sealed partial class FileSystemFileStore : IFileStore
         {
             foreach (var statePath in Directory.EnumerateFiles(uploadDirectory, "*.json"))
             {
-                if (ReadUploadState(statePath) is { FileName: null } upload)
+                if (ReadUploadState(statePath) is { FileName: null } upload && File.Exists(Path.ChangeExtension(statePath, ".bin")))
                 {
-                    total += upload.Offset;
+                    total += upload.Offset; // a finished upload's bytes are in its blob, counted above
                 }
             }
         }

@@ -18,7 +18,11 @@ public interface IUploadStore
 {
     Task<UploadRecord> CreateUploadAsync(UserId user, UploadRecord upload, CancellationToken cancellationToken);
 
-    /// <summary>The upload's state, expired or not, or null when there is none.</summary>
+    /// <summary>
+    /// The upload's state, expired or not, or null when there is none. An upload with every byte stored may
+    /// read with <see cref="UploadRecord.FileName"/> null: <see cref="CompleteUploadAsync"/> makes it a file
+    /// (or, when it already became one, says which).
+    /// </summary>
     Task<UploadRecord?> GetUploadAsync(UserId user, string id, CancellationToken cancellationToken);
 
     /// <summary>
@@ -34,15 +38,20 @@ public interface IUploadStore
     /// <summary>Persists a changed record (a deferred length now known).</summary>
     Task<UploadRecord> UpdateUploadAsync(UserId user, UploadRecord upload, CancellationToken cancellationToken);
 
-    /// <summary>Turns a fully received upload into the file <paramref name="file"/> and marks the upload completed.</summary>
-    Task<(UploadRecord Upload, StoredFile File)> CompleteUploadAsync(
+    /// <summary>
+    /// Turns a fully received upload into the file <paramref name="file"/> and marks the upload completed.
+    /// Safe to repeat while the upload reads with <see cref="UploadRecord.FileName"/> null: a call after the
+    /// file was made changes nothing and returns the file as it is now (a newer save of the same name, or
+    /// null when it has been deleted since).
+    /// </summary>
+    Task<(UploadRecord Upload, StoredFile? File)> CompleteUploadAsync(
         UserId user, UploadRecord upload, FileName file, string contentType, CancellationToken cancellationToken);
 
     /// <summary>
     /// Concatenation: creates <paramref name="final"/> from the bytes of the (complete) partial uploads in
     /// order, then completes it as <see cref="CompleteUploadAsync"/> does; the partials are removed.
     /// </summary>
-    Task<(UploadRecord Upload, StoredFile File)> ConcatenateAsync(
+    Task<(UploadRecord Upload, StoredFile? File)> ConcatenateAsync(
         UserId user, UploadRecord final, IReadOnlyList<UploadRecord> partials, FileName file, string contentType,
         long maxBytes, CancellationToken cancellationToken);
 

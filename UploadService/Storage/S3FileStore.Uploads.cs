@@ -103,7 +103,7 @@ public sealed partial class S3FileStore : IUploadStore
         return upload;
     }
 
-    public async Task<(UploadRecord Upload, StoredFile File)> CompleteUploadAsync(
+    public async Task<(UploadRecord Upload, StoredFile? File)> CompleteUploadAsync(
         UserId user, UploadRecord upload, FileName file, string contentType, CancellationToken cancellationToken)
     {
         var keys = LocateUpload(user, upload.Id);
@@ -123,7 +123,7 @@ public sealed partial class S3FileStore : IUploadStore
         return (completed, stored);
     }
 
-    public async Task<(UploadRecord Upload, StoredFile File)> ConcatenateAsync(
+    public async Task<(UploadRecord Upload, StoredFile? File)> ConcatenateAsync(
         UserId user, UploadRecord final, IReadOnlyList<UploadRecord> partials, FileName file, string contentType,
         long maxBytes, CancellationToken cancellationToken)
     {

@@ -461,15 +461,80 @@ public sealed class TusApiTests(UploadServiceFactory service) : IClassFixture<Up
     {
         var user = NewUser();
         var location = await CreateAsync(user, 5, "crash/late.txt");
-        // The last chunk was persisted, then the process died before the upload became a file.
+        // The last chunk was persisted and moved into the file's blob (the first step of a completion), then
+        // the process died before the file record was written: the upload's state still says offset 0.
         var store = service.Services.GetRequiredService<IUploadStore>();
         var userId = Names.User(user);
-        var upload = (await store.GetUploadAsync(userId, location.Segments[^1], default))!;
+        var id = location.Segments[^1];
+        var upload = (await store.GetUploadAsync(userId, id, default))!;
         await store.AppendAsync(userId, upload, new MemoryStream("12345"u8.ToArray()), 5, null, upload.ExpiresAt, default);
+        var bytesPath = Directory.EnumerateFiles(service.StorageRoot, id + ".bin", SearchOption.AllDirectories).Single();
+        var blobDirectory = Path.Combine(service.StorageRoot, "users", Hex(user), "blobs");
+        Directory.CreateDirectory(blobDirectory);
+        File.Move(bytesPath, Path.Combine(blobDirectory, $"{Hex("crash/late.txt")}.{id}"));
         Assert.Null(await ListedAsync(user, "crash/late.txt"));
 
         Assert.Equal(5, await OffsetAsync(user, location));
         Assert.Equal("12345"u8.ToArray(), await FileBytesAsync(user, "crash/late.txt"));
+        Assert.Equal(5, await OffsetAsync(user, location)); // and again: nothing left to finish
+    }
+
+    [Fact]
+    public async Task A_finished_upload_stays_finished_and_never_brings_back_its_bytes_over_a_newer_save_or_a_delete()
+    {
+        var user = NewUser();
+        var location = await CreateAsync(user, 5, "later/replaced.txt");
+        using (var patch = await PatchAsync(user, location, 0, "first"u8.ToArray()))
+            Assert.Equal(HttpStatusCode.NoContent, patch.StatusCode);
+        var id = location.Segments[^1];
+        var blobDirectory = Path.Combine(service.StorageRoot, "users", Hex(user), "blobs");
+        var ourBlob = Path.Combine(blobDirectory, $"{Hex("later/replaced.txt")}.{id}");
+        var ourBytes = await File.ReadAllBytesAsync(ourBlob);
+
+        using (var put = new HttpRequestMessage(HttpMethod.Put, "/files/later/replaced.txt") { Content = new ByteArrayContent("newer"u8.ToArray()) })
+        {
+            put.Headers.Add("X-User-Id", user);
+            using var saved = await service.Client.SendAsync(put);
+            Assert.Equal(HttpStatusCode.Created, saved.StatusCode);
+        }
+
+        // As after a power loss that kept the newer record but lost the removal of the upload's old blob.
+        await File.WriteAllBytesAsync(ourBlob, ourBytes);
+        File.SetLastWriteTimeUtc(ourBlob, DateTime.UtcNow.AddMinutes(-1));
+
+        Assert.Equal(5, await OffsetAsync(user, location));
+        Assert.Equal("newer"u8.ToArray(), await FileBytesAsync(user, "later/replaced.txt"));
+        using (var again = await PatchAsync(user, location, 5, []))
+            await AssertProblemAsync(again, HttpStatusCode.Forbidden);
+
+        using (var delete = new HttpRequestMessage(HttpMethod.Delete, "/files/later/replaced.txt"))
+        {
+            delete.Headers.Add("X-User-Id", user);
+            using var deleted = await service.Client.SendAsync(delete);
+            Assert.Equal(HttpStatusCode.NoContent, deleted.StatusCode);
+        }
+
+        File.Delete(ourBlob);
+        Assert.Equal(5, await OffsetAsync(user, location));
+        Assert.Null(await ListedAsync(user, "later/replaced.txt"));
+    }
+
+    [Fact]
+    public async Task A_crash_after_the_last_chunk_was_written_but_before_it_moved_makes_the_client_send_it_again()
+    {
+        var user = NewUser();
+        var location = await CreateAsync(user, 5, "crash/resent.txt");
+        var store = service.Services.GetRequiredService<IUploadStore>();
+        var userId = Names.User(user);
+        var upload = (await store.GetUploadAsync(userId, location.Segments[^1], default))!;
+        // The append that brings the last byte writes no state of its own (the move into the blob records it);
+        // the process dies before that move, so the client, which got no 204, resumes from the state's offset.
+        await store.AppendAsync(userId, upload, new MemoryStream("xxxxx"u8.ToArray()), 5, null, upload.ExpiresAt, default);
+
+        Assert.Equal(0, await OffsetAsync(user, location));
+        using var resend = await PatchAsync(user, location, 0, "12345"u8.ToArray());
+        Assert.Equal(HttpStatusCode.NoContent, resend.StatusCode);
+        Assert.Equal("12345"u8.ToArray(), await FileBytesAsync(user, "crash/resent.txt"));
     }
 
     [Fact]
@@ -505,7 +570,7 @@ public sealed class TusApiTests(UploadServiceFactory service) : IClassFixture<Up
 
         state = await reopened.AppendAsync(user, state, new MemoryStream("efghij"u8.ToArray()), 6, null, now.AddHours(1), default);
         var (_, file) = await reopened.CompleteUploadAsync(user, state, Names.File("r.txt"), "text/plain", default);
-        Assert.Equal(Names.Sha256("abcdefghij"u8.ToArray()), file.Sha256);
+        Assert.Equal(Names.Sha256("abcdefghij"u8.ToArray()), file!.Sha256);
         using var content = await reopened.OpenReadAsync(user, Names.File("r.txt"), default);
         Assert.Equal("abcdefghij", await new StreamReader(content!.Content).ReadToEndAsync());
     }
@@ -534,12 +599,10 @@ public sealed class TusApiTests(UploadServiceFactory service) : IClassFixture<Up
         Assert.True(state.IsComplete);
         var (_, file) = await reopened.CompleteUploadAsync(user, state, Names.File("late/file.bin"), "application/octet-stream", default);
 
-        Assert.Equal(Names.Sha256("0123456789"u8.ToArray()), file.Sha256);
+        Assert.Equal(Names.Sha256("0123456789"u8.ToArray()), file!.Sha256);
         using var content = await reopened.OpenReadAsync(user, Names.File("late/file.bin"), default);
         Assert.Equal("0123456789", await new StreamReader(content!.Content).ReadToEndAsync());
 
-        static string Hex(string value) =>
-            Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(value)));
     }
 
     [Fact]
@@ -587,7 +650,7 @@ public sealed class TusApiTests(UploadServiceFactory service) : IClassFixture<Up
             }
 
             var (_, file) = await store.CompleteUploadAsync(user, upload, Names.File($"f{round}"), "application/octet-stream", default);
-            Assert.Equal(bytes.Length, file.Size);
+            Assert.Equal(bytes.Length, file!.Size);
             Assert.Equal(Names.Sha256(bytes), file.Sha256);
         }
     }
@@ -703,6 +766,9 @@ public sealed class TusApiTests(UploadServiceFactory service) : IClassFixture<Up
     private sealed record StoredFileView(string Name, long Size, string Sha256, string ContentType);
 
     private sealed record FileListView(List<StoredFileView> Files);
+
+    private static string Hex(string value) =>
+        Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(value)));
 
     private sealed class TempDirectoryView(string path)
     {

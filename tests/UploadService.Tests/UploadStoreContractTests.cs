@@ -35,6 +35,28 @@ public abstract class UploadStoreContractTests : IAsyncLifetime
     private Task<UploadRecord> AppendAsync(UploadRecord upload, byte[] chunk, ChunkChecksum? checksum = null) =>
         Uploads.AppendAsync(User("alice"), upload, new MemoryStream(chunk), long.MaxValue, checksum, Now.AddHours(2), CancellationToken.None);
 
+    /// <summary>
+    /// What a finished upload reads as afterwards: complete; and completing it again (what HEAD and PATCH do
+    /// for an upload that reads complete without a file name) names the file and changes nothing in it.
+    /// </summary>
+    private async Task AssertBecameFileAsync(string id, string name, string contentType, byte[] bytes)
+    {
+        var upload = await Uploads.GetUploadAsync(User("alice"), id, CancellationToken.None);
+        Assert.NotNull(upload);
+        Assert.True(upload.IsComplete);
+        if (upload.FileName is null)
+        {
+            (upload, var file) = await Uploads.CompleteUploadAsync(User("alice"), upload, File(name), "text/x-again", CancellationToken.None);
+            Assert.Equal(contentType, file!.ContentType);
+            Assert.Equal(Sha256(bytes), file.Sha256);
+        }
+
+        Assert.Equal(name, upload.FileName);
+        Assert.Equal(bytes, await FileBytesAsync(name));
+        var listed = await Files.ListAsync(User("alice"), name, 10, null, CancellationToken.None);
+        Assert.Equal(contentType, Assert.Single(listed.Files, f => f.Name == name).ContentType);
+    }
+
     private async Task<byte[]?> FileBytesAsync(string name)
     {
         using var content = await Files.OpenReadAsync(User("alice"), File(name), CancellationToken.None);
@@ -68,9 +90,9 @@ public abstract class UploadStoreContractTests : IAsyncLifetime
         var (completed, file) = await Uploads.CompleteUploadAsync(User("alice"), resumed, File("videos/v.mp4"), "video/mp4", CancellationToken.None);
 
         Assert.Equal("videos/v.mp4", completed.FileName);
-        Assert.Equal(new StoredFile("videos/v.mp4", bytes.Length, Sha256(bytes), "video/mp4", file.CreatedAt), file);
+        Assert.Equal(new StoredFile("videos/v.mp4", bytes.Length, Sha256(bytes), "video/mp4", file!.CreatedAt), file);
         Assert.Equal(bytes, await FileBytesAsync("videos/v.mp4"));
-        Assert.Equal("videos/v.mp4", (await Uploads.GetUploadAsync(User("alice"), upload.Id, CancellationToken.None))?.FileName);
+        await AssertBecameFileAsync(upload.Id, "videos/v.mp4", "video/mp4", bytes);
     }
 
     [Fact]
@@ -109,7 +131,7 @@ public abstract class UploadStoreContractTests : IAsyncLifetime
 
         var (_, file) = await Uploads.CompleteUploadAsync(User("alice"), upload, File("h.bin"), "application/octet-stream", CancellationToken.None);
 
-        Assert.Equal(Sha256(bytes), file.Sha256);
+        Assert.Equal(Sha256(bytes), file!.Sha256);
         Assert.Equal(bytes, await FileBytesAsync("h.bin"));
     }
 
@@ -136,7 +158,7 @@ public abstract class UploadStoreContractTests : IAsyncLifetime
 
         var (_, file) = await Uploads.CompleteUploadAsync(User("alice"), upload, File("empty"), "text/plain", CancellationToken.None);
 
-        Assert.Equal(0, file.Size);
+        Assert.Equal(0, file!.Size);
         Assert.Equal(Array.Empty<byte>(), await FileBytesAsync("empty"));
     }
 
@@ -157,10 +179,10 @@ public abstract class UploadStoreContractTests : IAsyncLifetime
             User("alice"), final, partials, File("joined.bin"), "application/octet-stream", long.MaxValue, CancellationToken.None);
 
         byte[] joined = [.. first, .. second];
-        Assert.Equal(Sha256(joined), file.Sha256);
+        Assert.Equal(Sha256(joined), file!.Sha256);
         Assert.Equal(joined, await FileBytesAsync("joined.bin"));
         Assert.True(completed.IsComplete);
-        Assert.Equal("joined.bin", (await Uploads.GetUploadAsync(User("alice"), final.Id, CancellationToken.None))?.FileName);
+        await AssertBecameFileAsync(final.Id, "joined.bin", "application/octet-stream", joined);
         foreach (var partial in partials)
         {
             Assert.Null(await Uploads.GetUploadAsync(User("alice"), partial.Id, CancellationToken.None));
