@@ -1,9 +1,11 @@
 // The benchmark (issue 6): upload speed, memory and start-up of the upload service, side by side with the
 // machine's own ceilings, a peer tus server (@tus/server + @tus/file-store) and the bare Workers runtime.
-//   dotnet run -c Release --project bench -- [--quick] [--no-wrangler] [--no-apphost] [--no-tests] [--note TEXT]
+//   dotnet run -c Release --project bench -- [--quick] [--no-wrangler] [--no-apphost] [--no-tests] [--only GROUPS] [--note TEXT]
 // Full run: prints the table and writes bench/results.md + bench/results.png.
 // --quick: small sizes, one run each, no AppHost start-up or integration tests; a smoke pass (CI) that asserts nothing about speed;
 //          writes bench/quick/ (ignored by git) so it never overwrites the committed results.
+// --only ceilings,uploads,downloads,small: just those groups (downloads read what uploads stored), for profiling one
+//          case; also writes bench/quick/.
 using System.Diagnostics;
 using Bench;
 
@@ -13,7 +15,7 @@ var wall = Stopwatch.StartNew();
 var machine = Machine.Read();
 var plan = options.Quick ? Plan.Quick : Plan.Full;
 var report = new Report();
-var outDir = options.Quick ? Path.Combine(repo, "bench", "quick") : Path.Combine(repo, "bench");
+var outDir = options.Quick || options.Only is not null ? Path.Combine(repo, "bench", "quick") : Path.Combine(repo, "bench");
 Directory.CreateDirectory(outDir);
 
 Console.WriteLine($"bench{(options.Quick ? " --quick" : "")}: {string.Join("; ", machine.Describe())}");
@@ -46,14 +48,14 @@ try
     await stack.Start(withWrangler: !options.NoWrangler, report);
     await stack.StartS3(report);
     var runner = new Runner(client, stack, plan, report, work.FullName);
-    await runner.Ceilings();
-    await runner.Uploads();
-    await runner.Downloads();
-    await runner.SmallFiles();
+    if (options.Runs("ceilings")) await runner.Ceilings();
+    if (options.Runs("uploads")) await runner.Uploads();
+    if (options.Runs("downloads")) await runner.Downloads();
+    if (options.Runs("small")) await runner.SmallFiles();
     await stack.DisposeAsync();
-    if (options.Quick || options.NoAppHost) report.Skip("AppHost start-up", options.Quick ? "not in --quick" : "--no-apphost");
+    if (options.Quick || options.NoAppHost || options.Only is not null) report.Skip("AppHost start-up", options.Quick ? "not in --quick" : options.Only is not null ? "--only" : "--no-apphost");
     else await runner.AppHostStartup(repo);
-    if (options.Quick || options.NoTests) report.Skip("integration test suite wall time", options.Quick ? "not in --quick" : "--no-tests");
+    if (options.Quick || options.NoTests || options.Only is not null) report.Skip("integration test suite wall time", options.Quick ? "not in --quick" : options.Only is not null ? "--only" : "--no-tests");
     else await runner.IntegrationTests(repo);
     runner.ComputeRatios();
 }
@@ -89,21 +91,32 @@ catch (Exception error) when (error is DllNotFoundException or TypeInitializatio
 Console.WriteLine($"wrote {Path.GetRelativePath(repo, markdown)} and {Path.GetRelativePath(repo, chart)} in {wall.Elapsed.TotalSeconds:0} s");
 return exitCode;
 
-sealed record Options(bool Quick, bool NoWrangler, bool NoAppHost, bool NoTests, string? Note)
+sealed record Options(bool Quick, bool NoWrangler, bool NoAppHost, bool NoTests, string[]? Only, string? Note)
 {
+    static readonly string[] Groups = ["ceilings", "uploads", "downloads", "small"];
+
+    public bool Runs(string group) => Only is null || Only.Contains(group);
+
     public static Options Parse(string[] args)
     {
+        const string usage = "use [--quick] [--no-wrangler] [--no-apphost] [--no-tests] [--only ceilings,uploads,downloads,small] [--note TEXT]";
         string? note = null;
+        string[]? only = null;
         for (var i = 0; i < args.Length; i++)
         {
             switch (args[i])
             {
                 case "--quick" or "--no-wrangler" or "--no-apphost" or "--no-tests": break;
                 case "--note" when i + 1 < args.Length: note = args[++i]; break;
-                default: throw new ArgumentException($"unknown argument {args[i]}; use [--quick] [--no-wrangler] [--no-apphost] [--no-tests] [--note TEXT]");
+                case "--only" when i + 1 < args.Length:
+                    only = args[++i].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+                    if (only.FirstOrDefault(g => !Groups.Contains(g)) is { } unknown)
+                        throw new ArgumentException($"unknown group {unknown}; {usage}");
+                    break;
+                default: throw new ArgumentException($"unknown argument {args[i]}; {usage}");
             }
         }
-        return new Options(args.Contains("--quick"), args.Contains("--no-wrangler"), args.Contains("--no-apphost"), args.Contains("--no-tests"), note);
+        return new Options(args.Contains("--quick"), args.Contains("--no-wrangler"), args.Contains("--no-apphost"), args.Contains("--no-tests"), only, note);
     }
 
     public static string RepositoryRoot()
