@@ -27,6 +27,18 @@ public static class Ceilings
         }
     }
 
+    /// <summary>
+    /// One small file as an upload server stores it at best: create it in <paramref name="directory"/>, write
+    /// <paramref name="length"/> bytes, fsync. Kept (not deleted), as the uploads' files are: freeing inodes
+    /// would slow the creations after it (ext4 without a journal skips recently freed inodes).
+    /// </summary>
+    public static void SmallFileWithFsync(string directory, int length)
+    {
+        using var file = new FileStream(Path.Combine(directory, $"{Guid.NewGuid():N}.bin"), FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferSize: 0);
+        file.Write(Payload.Block.AsSpan(0, length));
+        file.Flush(flushToDisk: true);
+    }
+
     public static async Task Sha256(long length)
     {
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);

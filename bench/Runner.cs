@@ -17,6 +17,7 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
     const string WorkerPut = "Worker → DO → service PUT", WorkerTus = "Worker → DO → service tus", BarePut = "bare Worker → sink PUT";
     const string DirectGet = "service GET (direct)", WorkerGet = "Worker → DO → service GET";
     const string S3Put = "service PUT (direct, s3 backend)", S3Tus = "service tus 50 MiB chunks (direct, s3 backend)";
+    const string SmallFile = "new 4 KiB file + fsync (disk ceiling)";
     const string SmallTus = "service tus 4 KiB (direct)", SmallPeer = "@tus/server tus 4 KiB", SmallPut = "service PUT 4 KiB (direct)";
 
     public async Task Ceilings()
@@ -84,8 +85,11 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
     public async Task SmallFiles()
     {
         Console.WriteLine("small files (4 KiB, uploads/s):");
+        var files = Directory.CreateDirectory(Path.Combine(work, "small-files")).FullName;
         foreach (var concurrency in plan.Concurrency)
         {
+            // What the disk allows for small files right now (it varies with what the machine freed lately).
+            await Small(SmallFile, concurrency, (_, _) => Task.Run(() => Bench.Ceilings.SmallFileWithFsync(files, SmallSize)), unit: "files/s");
             await Small(SmallTus, concurrency, (i, _) => client.Tus(stack.Direct!, $"small/tus-{concurrency}-{i}.bin", SmallSize), serviceMetrics: true);
             // The peer's 4 KiB files stay until the run ends, as ours do: deleting thousands of files between
             // cases would slow the next case's file creations (ext4 without a journal skips inodes freed in
@@ -96,7 +100,7 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
         }
     }
 
-    async Task Small(string path, int concurrency, Func<int, CancellationToken, Task> upload, bool serviceMetrics = false)
+    async Task Small(string path, int concurrency, Func<int, CancellationToken, Task> upload, bool serviceMetrics = false, string unit = "uploads/s")
     {
         var next = 0;
         async Task<(int Count, double Seconds, List<double> Millis)> Batch(int count)
@@ -128,7 +132,7 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
             all.AddRange(millis);
         }
         var seen = before is null ? "" : "; " + (await metrics!.Snapshot() - before).Describe((long)all.Count * SmallSize);
-        report.Add(new Measurement("Small files", path, $"concurrency {concurrency}", SmallSize, "uploads/s", [.. rates],
+        report.Add(new Measurement("Small files", path, $"concurrency {concurrency}", SmallSize, unit, [.. rates],
             $"p50 {Stats.Percentile(all, 50):0.0} ms, p99 {Stats.Percentile(all, 99):0.0} ms{seen}"));
     }
 
@@ -267,6 +271,8 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
             Divide(Median(WorkerPut, largest), Median(DirectPut, largest)), double.NaN, true, "the Worker path's own cost"));
         report.Ratios.Add(new Ratio($"bare Worker {largest} / loopback HTTP into the sink", BarePut, SinkPut,
             Divide(Median(BarePut, largest), Median(SinkPut, largest)), double.NaN, true, "the runtime's own cost"));
+        report.Ratios.Add(new Ratio("4 KiB tus uploads/s / new 4 KiB files + fsync per s, concurrency 8", SmallTus, SmallFile,
+            Divide(Median(SmallTus, "concurrency 8"), Median(SmallFile, "concurrency 8")), double.NaN, true, "a tus upload creates 3 files and fsyncs 2"));
         report.Ratios.Add(new Ratio("4 KiB tus / 4 KiB PUT at concurrency 8 (service)", SmallTus, SmallPut,
             Divide(Median(SmallTus, "concurrency 8"), Median(SmallPut, "concurrency 8")), double.NaN, true, "tus costs two requests and more fsyncs"));
     }
