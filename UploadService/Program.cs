@@ -1,10 +1,13 @@
+using Microsoft.AspNetCore.Connections;
 using UploadService.Apis;
+using UploadService.Hosting;
 using UploadService.Security;
 using UploadService.Telemetry;
 
 var builder = WebApplication.CreateBuilder(args);
 
 builder.AddServiceDefaults();
+builder.Services.AddSingleton<IMemoryPoolFactory<byte>, ReceiveBufferPool.Factory>(); // socket reads of 64 KiB, not 4 KiB
 builder.Services.AddProblemDetails();
 builder.AddInternalSignature();
 builder.Services.AddExceptionHandler<StorageFailureHandler>();

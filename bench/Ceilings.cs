@@ -1,7 +1,9 @@
 using System.Security.Cryptography;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 
 namespace Bench;
@@ -69,6 +71,9 @@ public sealed class Sink : IAsyncDisposable
         builder.Logging.ClearProviders();
         builder.WebHost.UseUrls($"http://127.0.0.1:{port}");
         builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = null);
+        // The same socket reads as the upload service (64 KiB blocks): a ceiling should not be slower at
+        // receiving than the server it is compared with.
+        builder.Services.AddSingleton<IMemoryPoolFactory<byte>, UploadService.Hosting.ReceiveBufferPool.Factory>();
         var app = builder.Build();
         app.Run(async context =>
         {

@@ -1,3 +1,6 @@
+using Microsoft.Extensions.Hosting;
+using Microsoft.AspNetCore.Connections;
+using UploadService.Hosting;
 using System.Globalization;
 using System.Net;
 using Microsoft.AspNetCore.Hosting;
@@ -64,6 +67,14 @@ public sealed class UploadServiceFactory : WebApplicationFactory<Program>
         {
             builder.UseSetting(key, value);
         }
+    }
+
+    protected override IHost CreateHost(IHostBuilder builder)
+    {
+        // Program registers the socket read pool, but UseKestrel above registers Kestrel's own pool after
+        // Program's services; put ours back on top so the tests' requests read through it too.
+        builder.ConfigureServices(services => services.AddSingleton<IMemoryPoolFactory<byte>, ReceiveBufferPool.Factory>());
+        return base.CreateHost(builder);
     }
 
     protected override void Dispose(bool disposing)
