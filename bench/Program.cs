@@ -10,6 +10,10 @@ using System.Diagnostics;
 using Bench;
 
 var options = Options.Parse(args);
+// The disk ceilings block a thread per concurrent write (fsync); the HTTP clients need none. As many
+// threads at hand as the highest concurrency, so the ceiling is not the thread pool's slow growth.
+ThreadPool.GetMinThreads(out var minWorkers, out var minIo);
+ThreadPool.SetMinThreads(Math.Max(minWorkers, 64), minIo);
 var repo = Options.RepositoryRoot();
 var wall = Stopwatch.StartNew();
 var machine = Machine.Read();

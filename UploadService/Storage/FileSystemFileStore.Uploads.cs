@@ -12,10 +12,11 @@ namespace UploadService.Storage;
 /// </code>
 /// An append truncates the bytes file to the persisted offset (dropping whatever a crash left past it),
 /// writes, fsyncs, and only then replaces the state: the persisted offset never covers bytes that are not
-/// on disk. The append that brings the last byte writes no state: completion renames the fsynced bytes file
-/// into the file's blob (content id = upload id) and switches the file record, and from then on the missing
-/// bytes file is what says "every byte arrived" (<see cref="Settled"/>). So a one-chunk upload creates three
-/// files (state, bytes, record), replaces none and fsyncs twice, as a PUT does plus the state. Replacing files
+/// on disk. The append that brings the last byte writes no state: completion fsyncs the bytes beside the new
+/// file record, renames the bytes file into the file's blob (content id = upload id) and switches the
+/// record, and from then on the missing bytes file is what says "every byte arrived" (<see cref="Settled"/>).
+/// So a one-chunk upload creates three files (state, bytes, record), replaces none and waits for one round
+/// of fsyncs (two files flushed together), as a PUT does. Replacing files
 /// is what small uploads must avoid: each replaced state freed an inode, and ext4 without a journal skips
 /// inodes freed in the last minute when it allocates new ones, so every later creation got slower. The
 /// SHA-256 is the one the appends computed as the bytes arrived (<see cref="RunningHashes"/>), or read from
@@ -112,17 +113,17 @@ public sealed partial class FileSystemFileStore : IUploadStore
             throw new ChecksumMismatchException(checksum.Algorithm);
         }
 
-        file.Flush(flushToDisk: true);
         var appended = upload with { Offset = file.Position, ExpiresAt = expiresAt };
         if (appended is { IsComplete: true, IsPartial: false })
         {
-            // All bytes are durable: completion moves them into the blob, and their absence records the offset
-            // (see Settled). Until then the state keeps the previous offset, so a crash in between only makes
-            // the client send the last chunk again.
+            // Every byte is here: completion fsyncs them (beside the file record) and moves them into the blob,
+            // and their absence records the offset (see Settled). Until then the state keeps the previous
+            // offset, so a crash in between only makes the client send the last chunk again.
             appended = appended with { ContentId = appended.ContentId ?? appended.Id };
         }
         else
         {
+            file.Flush(flushToDisk: true);
             WriteUploadState(statePath, appended);
         }
 
@@ -168,8 +169,6 @@ public sealed partial class FileSystemFileStore : IUploadStore
             {
                 (_, sha256) = await HashingCopy.CopyAsync(concatenation, destination, maxBytes, cancellationToken);
             }
-
-            destination.Flush(flushToDisk: true);
         }
 
         var result = await FinishAsync(user, final with { Offset = final.Length!.Value }, file, contentType, sha256, CancellationToken.None);
@@ -220,8 +219,8 @@ public sealed partial class FileSystemFileStore : IUploadStore
             (_, sha256) = await HashingCopy.CopyAsync(bytes, Stream.Null, long.MaxValue, cancellationToken);
         }
 
-        var stored = Commit(location, bytesPath,
-            new StoredFile(file.Value, completed.Offset, sha256, contentType, _time.GetUtcNow()), contentId);
+        var stored = await CommitAsync(location, bytesPath,
+            new FileRecord(file.Value, completed.Offset, sha256, contentType, _time.GetUtcNow(), contentId));
         return (completed, stored);
     }
 

@@ -15,9 +15,10 @@ namespace UploadService.Storage;
 /// {root}/users/{sha256(userId)}/meta/{sha256(name)}.json    the record: name, size, sha256, type, time, contentId
 /// {root}/users/{sha256(userId)}/blobs/{sha256(name)}.{contentId}   the bytes of one version
 /// </code>
-/// Overwrite and crash semantics: a save streams into a temp file (hashing as it goes), fsyncs it and
-/// renames it to a new, never-reused blob; only then is the record replaced (temp + fsync + rename), and
-/// the previous blob is deleted after that switch. A reader therefore sees either the old record and
+/// Overwrite and crash semantics: a save streams into a temp file (hashing as it goes) and writes the new
+/// record into another; both are fsynced (side by side: the disk flushes them together) before either is
+/// renamed: the bytes to a new, never-reused blob, then the record over the old one, and the previous blob
+/// is deleted after that switch. A reader therefore sees either the old record and
 /// old bytes or the new record and new bytes, never a mix or a partial file; a failed or aborted save
 /// removes its temp file and leaves the previous version untouched. A crash at any point leaves the old
 /// or the new version intact plus, at worst, orphaned temp/blob files, which <see cref="Recover"/> sweeps
@@ -66,14 +67,14 @@ public sealed partial class FileSystemFileStore : IFileStore
                 Mode = FileMode.CreateNew,
                 Access = FileAccess.Write,
                 Share = FileShare.None,
-                BufferSize = 0, // the copy already writes in 84 KiB chunks
+                BufferSize = 0, // the copy already writes in large chunks
             }))
             {
                 (size, sha256) = await HashingCopy.CopyAsync(content, file, maxBytes, cancellationToken);
-                file.Flush(flushToDisk: true);
             }
 
-            return Commit(location, tempPath, new StoredFile(name.Value, size, sha256, contentType, _time.GetUtcNow()));
+            var record = new FileRecord(name.Value, size, sha256, contentType, _time.GetUtcNow(), Guid.NewGuid().ToString("N"));
+            return await CommitAsync(location, tempPath, record);
         }
         finally
         {
@@ -82,51 +83,70 @@ public sealed partial class FileSystemFileStore : IFileStore
     }
 
     /// <summary>
-    /// Makes the fsynced bytes at <paramref name="stagedPath"/> (same volume) the current version of the
-    /// file: rename to a new, never-reused blob, then switch the record, then drop the previous blob.
-    /// Not cancellable: once the bytes are moved the switch must happen or be undone. A caller that must
-    /// survive a crash between the move and the switch (a tus completion) picks the
-    /// <paramref name="contentId"/> up front and records it, so <see cref="Recover"/> keeps that blob and a
-    /// second call with the same id finishes the switch.
+    /// Makes the bytes at <paramref name="stagedPath"/> (same volume) the current version of the file: fsyncs
+    /// them while the record is written and fsynced beside them, then renames them to a new, never-reused
+    /// blob, switches the record, and drops the previous blob. Not cancellable: once the bytes are moved the
+    /// switch must happen or be undone. A caller that must survive a crash between the move and the switch
+    /// (a tus completion) uses a content id it can find again (the upload id), so <see cref="Recover"/> keeps
+    /// that blob and a second call finishes the switch.
     /// </summary>
-    private StoredFile Commit(Location location, string stagedPath, StoredFile file, string? contentId = null)
+    private async Task<StoredFile> CommitAsync(Location location, string stagedPath, FileRecord record)
     {
         Directory.CreateDirectory(location.BlobDirectory);
         Directory.CreateDirectory(location.MetaDirectory);
-        contentId ??= Guid.NewGuid().ToString("N");
-        var blobPath = location.BlobPath(contentId);
+        var blobPath = location.BlobPath(record.ContentId);
         var alreadyMoved = !File.Exists(stagedPath) && File.Exists(blobPath);
-        if (!alreadyMoved)
-        {
-            File.Move(stagedPath, blobPath);
-        }
-
-        var record = new FileRecord(file.Name, file.Size, file.Sha256, file.ContentType, file.CreatedAt, contentId);
-        FileRecord? previous;
-        var gate = GateFor(location);
-        gate.Wait();
+        var stagedRecord = Task.Run(() => StageJson(record, FileRecordJson.Default.FileRecord));
+        var switched = false;
         try
         {
-            previous = ReadRecord(location.MetaPath);
-            WriteRecordAtomically(location.MetaPath, record);
-        }
-        catch
-        {
-            // Put the bytes back where the caller had them: its own cleanup (or retry) decides their fate.
-            try { File.Move(blobPath, stagedPath); } catch (IOException) { TryDelete(blobPath); }
-            throw;
+            FlushToDisk(alreadyMoved ? blobPath : stagedPath);
+            var recordPath = await stagedRecord;
+            if (!alreadyMoved)
+            {
+                File.Move(stagedPath, blobPath);
+            }
+
+            FileRecord? previous;
+            var gate = GateFor(location);
+            await gate.WaitAsync(CancellationToken.None);
+            try
+            {
+                previous = ReadRecord(location.MetaPath);
+                File.Move(recordPath, location.MetaPath, overwrite: true);
+                switched = true;
+            }
+            catch
+            {
+                // Put the bytes back where the caller had them: its own cleanup (or retry) decides their fate.
+                try { File.Move(blobPath, stagedPath); } catch (IOException) { TryDelete(blobPath); }
+                throw;
+            }
+            finally
+            {
+                gate.Release();
+            }
+
+            if (previous is not null && previous.ContentId != record.ContentId)
+            {
+                TryDelete(location.BlobPath(previous.ContentId));
+            }
+
+            return record.ToStoredFile();
         }
         finally
         {
-            gate.Release();
+            if (!switched && await stagedRecord.ContinueWith(staged => staged.IsCompletedSuccessfully ? staged.Result : null, TaskScheduler.Default) is { } unused)
+            {
+                TryDelete(unused); // the bytes could not be made durable or moved: no switch
+            }
         }
+    }
 
-        if (previous is not null && previous.ContentId != contentId)
-        {
-            TryDelete(location.BlobPath(previous.ContentId));
-        }
-
-        return record.ToStoredFile();
+    private static void FlushToDisk(string path)
+    {
+        using var file = new FileStream(path, FileMode.Open, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete, 0);
+        file.Flush(flushToDisk: true);
     }
 
     public Task<FileContent?> OpenReadAsync(UserId user, FileName name, CancellationToken cancellationToken)
@@ -337,9 +357,6 @@ public sealed partial class FileSystemFileStore : IFileStore
     private SemaphoreSlim GateFor(Location location) =>
         _gates[(uint)HashCode.Combine(location.MetaDirectory, location.NameKey) % GateCount];
 
-    private void WriteRecordAtomically(string path, FileRecord record) =>
-        WriteJsonAtomically(path, record, FileRecordJson.Default.FileRecord);
-
     private FileRecord? ReadRecord(string path) => ReadJson(path, FileRecordJson.Default.FileRecord);
 
     /// <summary>
@@ -348,18 +365,9 @@ public sealed partial class FileSystemFileStore : IFileStore
     /// </summary>
     private void WriteJsonAtomically<T>(string path, T value, JsonTypeInfo<T> typeInfo, bool durable = true)
     {
-        var tempPath = Path.Combine(_tempDirectory, Guid.NewGuid().ToString("N") + ".json");
+        var tempPath = StageJson(value, typeInfo, durable);
         try
         {
-            using (var file = new FileStream(tempPath, FileMode.CreateNew, FileAccess.Write, FileShare.None))
-            {
-                JsonSerializer.Serialize(file, value, typeInfo);
-                if (durable)
-                {
-                    file.Flush(flushToDisk: true);
-                }
-            }
-
             File.Move(tempPath, path, overwrite: true);
         }
         catch
@@ -367,6 +375,28 @@ public sealed partial class FileSystemFileStore : IFileStore
             TryDelete(tempPath);
             throw;
         }
+    }
+
+    /// <summary>Writes the document to a new temp file on the same volume (fsynced unless not <paramref name="durable"/>); returns its path.</summary>
+    private string StageJson<T>(T value, JsonTypeInfo<T> typeInfo, bool durable = true)
+    {
+        var tempPath = Path.Combine(_tempDirectory, Guid.NewGuid().ToString("N") + ".json");
+        try
+        {
+            using var file = new FileStream(tempPath, FileMode.CreateNew, FileAccess.Write, FileShare.None);
+            JsonSerializer.Serialize(file, value, typeInfo);
+            if (durable)
+            {
+                file.Flush(flushToDisk: true);
+            }
+        }
+        catch
+        {
+            TryDelete(tempPath);
+            throw;
+        }
+
+        return tempPath;
     }
 
     /// <summary>The document, or null when it is missing or unreadable (logged: documents are only ever replaced by rename, so that is outside damage, not a torn write).</summary>
