@@ -31,6 +31,7 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
     public async Task Uploads()
     {
         Console.WriteLine("uploads:");
+        await stack.RefreshIdleRss();
         var direct = stack.Direct!;
         await Throughput("Uploads", DirectPut, size => client.Put(direct, Name("put", size), size), measureRss: true, serviceMetrics: true);
         await Throughput("Uploads", DirectTus, size => client.Tus(direct, Name("tus", size), size), measureRss: true, serviceMetrics: true);

@@ -145,6 +145,12 @@ public sealed class Stack(string repo, string work, HttpClient http) : IAsyncDis
         S3IdleRss = await IdleRssOf(S3Service!, S3Direct);
     }
 
+    /// <summary>
+    /// The filesystem service's idle RSS again, right before the large uploads whose peak is compared with it:
+    /// the small-file cases before them leave more threads and a larger heap behind.
+    /// </summary>
+    public async Task RefreshIdleRss() => IdleRss = await IdleRssOf(Service!, Direct!);
+
     /// <summary>RSS after start-up and one small round trip (so the upload path is loaded), before any case.</summary>
     async Task<long> IdleRssOf(Child service, Target target)
     {
