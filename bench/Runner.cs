@@ -15,6 +15,7 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
     const string Disk = "disk write + fsync", Sha = "sha256", SinkPut = "loopback HTTP → sink (PUT)";
     const string DirectPut = "service PUT (direct)", DirectTus = "service tus 50 MiB chunks (direct)", PeerTus = "@tus/server tus 50 MiB chunks";
     const string WorkerPut = "Worker → DO → service PUT", WorkerTus = "Worker → DO → service tus", BarePut = "bare Worker → sink PUT";
+    const string WorkerSinkPut = "Worker → DO → sink PUT";
     const string DirectGet = "service GET (direct)", WorkerGet = "Worker → DO → service GET";
     const string S3Put = "service PUT (direct, s3 backend)", S3Tus = "service tus 50 MiB chunks (direct, s3 backend)";
     const string SmallFile = "new 4 KiB file + fsync (disk ceiling)";
@@ -44,6 +45,8 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
         }
         if (stack.Bare is { } bare)
             await Throughput("Uploads", BarePut, size => client.Put(bare, "bare", size));
+        if (stack.WorkerToSink is { } workerToSink)
+            await Throughput("Uploads", WorkerSinkPut, size => client.Put(workerToSink, Name("wsink", size), size));
         if (stack.S3Direct is { } s3)
         {
             // The same uploads into a bucket (s3rver): for the memory target on the other backend.
@@ -270,6 +273,9 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
             Divide(Median(DirectPut, largest), Median(SinkPut, largest)), double.NaN, true, "the service's own cost over bare HTTP"));
         report.Ratios.Add(new Ratio($"Worker → DO → service PUT {largest} / service PUT direct", WorkerPut, DirectPut,
             Divide(Median(WorkerPut, largest), Median(DirectPut, largest)), double.NaN, true, "the Worker path's own cost"));
+        report.Ratios.Add(new Ratio($"Worker → DO → sink PUT {largest} / bare Worker", WorkerSinkPut, BarePut,
+            Divide(Median(WorkerSinkPut, largest), Median(BarePut, largest)), double.NaN, true,
+            "our Worker, Durable Object, auth, signature and tracing alone: the same sink behind both"));
         report.Ratios.Add(new Ratio($"bare Worker {largest} / loopback HTTP into the sink", BarePut, SinkPut,
             Divide(Median(BarePut, largest), Median(SinkPut, largest)), double.NaN, true, "the runtime's own cost"));
         report.Ratios.Add(new Ratio("4 KiB tus uploads/s / new 4 KiB files + fsync per s, concurrency 8", SmallTus, SmallFile,

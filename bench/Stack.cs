@@ -7,8 +7,8 @@ namespace Bench;
 
 /// <summary>
 /// The servers under test, each started directly on 127.0.0.1 with a free port: the upload service (its Release
-/// dll), the peer (@tus/server), the Worker under `wrangler dev` forwarding to that same service, the bare
-/// pass-through Worker, and the in-process sink.
+/// dll), the peer (@tus/server), the Worker under `wrangler dev` forwarding to that same service, the same
+/// Worker forwarding to the sink instead, the bare pass-through Worker, and the in-process sink.
 /// </summary>
 public sealed class Stack(string repo, string work, HttpClient http) : IAsyncDisposable
 {
@@ -25,6 +25,9 @@ public sealed class Stack(string repo, string work, HttpClient http) : IAsyncDis
     public Target? Peer { get; private set; }
     public Target? Worker { get; private set; }
     public Target? Bare { get; private set; }
+
+    /// <summary>Our Worker and Durable Object (auth, signature, tracing) with the sink as their container.</summary>
+    public Target? WorkerToSink { get; private set; }
     public Target? SinkTarget { get; private set; }
     public string PeerDirectory => Path.Combine(work, "peer");
     public long IdleRss { get; private set; }
@@ -44,19 +47,21 @@ public sealed class Stack(string repo, string work, HttpClient http) : IAsyncDis
 
         var service = StartService();
         var peer = StartPeer(report);
-        Task<Target?> worker = Task.FromResult<Target?>(null), bare = Task.FromResult<Target?>(null);
+        Task<Target?> worker = Task.FromResult<Target?>(null), bare = Task.FromResult<Target?>(null), workerToSink = Task.FromResult<Target?>(null);
         if (!withWrangler) report.Skip("Worker cases", "--no-wrangler");
         else if (WranglerPath() is not { } wrangler) report.Skip("Worker cases", "worker/node_modules/.bin/wrangler is missing or broken (cd worker && npm ci)");
         else
         {
             var serviceTarget = await service;
-            worker = StartWorker(wrangler, serviceTarget.BaseUrl);
+            worker = StartWorker("worker", wrangler, serviceTarget.BaseUrl);
+            workerToSink = StartWorker("worker-to-sink", wrangler, Sink.Url);
             bare = StartBare(wrangler, Sink.Url);
         }
         Direct = await service;
         Peer = await peer;
         Worker = await worker;
         Bare = await bare;
+        WorkerToSink = await workerToSink;
 
         IdleRss = await IdleRssOf(Service!, Direct);
         try
@@ -187,16 +192,16 @@ public sealed class Stack(string repo, string work, HttpClient http) : IAsyncDis
         return new Target("peer", baseUrl, _ => { });
     }
 
-    async Task<Target?> StartWorker(string wrangler, Uri service)
+    async Task<Target?> StartWorker(string name, string wrangler, Uri service)
     {
         var secret = Convert.ToHexString(RandomNumberGenerator.GetBytes(32));
-        var (_, baseUrl) = await StartWrangler("worker", wrangler, Path.Combine(repo, "worker"),
+        var (_, baseUrl) = await StartWrangler(name, wrangler, Path.Combine(repo, "worker"),
             ["--enable-containers=false", "--var", $"AUTH_SECRET:{secret}", "--var", $"{InternalSignature.SecretSetting}:{InternalSecret}",
              "--var", $"CONTAINER_ORIGIN:{service.ToString().TrimEnd('/')}"],
             "health", HttpStatusCode.OK);
         var token = Token(secret, UserId);
-        Console.WriteLine($"worker (wrangler dev → DO → upload service) ready on {baseUrl}");
-        return new Target("worker", baseUrl, request => request.Headers.Add("Authorization", $"Bearer {token}"));
+        Console.WriteLine($"{name} (wrangler dev → DO → {service}) ready on {baseUrl}");
+        return new Target(name, baseUrl, request => request.Headers.Add("Authorization", $"Bearer {token}"));
     }
 
     async Task<Target?> StartBare(string wrangler, Uri sink)
