@@ -266,6 +266,27 @@ public sealed partial class FileSystemFileStore : IUploadStore
         return Task.FromResult(removed);
     }
 
+    /// <summary>
+    /// Bytes files whose upload has no state: a crash between creating the two (a creation, a concatenation)
+    /// or between removing them (termination, expiry). Nothing can reach them; removes them, returns how many.
+    /// </summary>
+    private int RemoveBytesWithoutState()
+    {
+        var removed = 0;
+        if (Directory.Exists(UploadsDirectory))
+        {
+            foreach (var bytesPath in Directory.EnumerateFiles(UploadsDirectory, "*.bin", SearchOption.AllDirectories))
+            {
+                if (!File.Exists(Path.ChangeExtension(bytesPath, ".json")))
+                {
+                    removed += TryDelete(bytesPath) ? 1 : 0;
+                }
+            }
+        }
+
+        return removed;
+    }
+
     /// <summary>Content ids that tus completions may have moved bytes to without a record yet (see <see cref="FinishAsync"/>).</summary>
     private HashSet<string> ClaimedContentIds()
     {

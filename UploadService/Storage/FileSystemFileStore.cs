@@ -283,8 +283,8 @@ public sealed partial class FileSystemFileStore : IFileStore
     }
 
     /// <summary>
-    /// Brings the root back to a consistent state after a crash: removes temp files, blobs that no
-    /// record points at, and records whose blob is missing or which cannot be read.
+    /// Brings the root back to a consistent state after a crash: removes temp files, tus bytes files without
+    /// an upload state, blobs that no record points at, and records whose blob is missing or which cannot be read.
     /// </summary>
     public void Recover()
     {
@@ -297,6 +297,7 @@ public sealed partial class FileSystemFileStore : IFileStore
             removed += TryDelete(path) ? 1 : 0;
         }
 
+        removed += RemoveBytesWithoutState();
         var claimedContentIds = ClaimedContentIds();
 
         foreach (var userDirectory in Directory.EnumerateDirectories(_usersDirectory))

@@ -77,4 +77,25 @@ public sealed class FileSystemFileStoreTests : FileStoreContractTests, IDisposab
         var listing = await reopened.ListAsync(User("alice"), "", 10, null, CancellationToken.None);
         Assert.Equal(["keep.bin"], listing.Files.Select(f => f.Name));
     }
+
+    [Fact]
+    public async Task Opening_the_store_removes_tus_bytes_whose_upload_has_no_state_and_keeps_live_uploads()
+    {
+        var store = new FileSystemFileStore(_root.Path);
+        var now = DateTimeOffset.UtcNow;
+        UploadRecord NewUpload() => new(UploadService.Tus.TusProtocol.NewUploadId(), 10, 0, null, false, null, now, now.AddHours(1));
+        var live = await store.CreateUploadAsync(User("alice"), NewUpload(), CancellationToken.None);
+        live = await store.AppendAsync(User("alice"), live, new MemoryStream(Bytes(4)), 10, null, now.AddHours(1), CancellationToken.None);
+        var lost = await store.CreateUploadAsync(User("alice"), NewUpload(), CancellationToken.None);
+        // A crash between creating an upload's bytes file and its state (or between removing them).
+        var lostState = Directory.EnumerateFiles(Path.Combine(_root.Path, "uploads"), lost.Id + ".json", SearchOption.AllDirectories).Single();
+        System.IO.File.Delete(lostState);
+
+        var reopened = new FileSystemFileStore(_root.Path);
+
+        var remaining = Directory.EnumerateFiles(Path.Combine(_root.Path, "uploads"), "*.bin", SearchOption.AllDirectories).ToList();
+        Assert.Equal([live.Id + ".bin"], remaining.Select(Path.GetFileName));
+        Assert.Equal(4, (await reopened.GetUploadAsync(User("alice"), live.Id, CancellationToken.None))!.Offset);
+        Assert.Null(await reopened.GetUploadAsync(User("alice"), lost.Id, CancellationToken.None));
+    }
 }
