@@ -511,7 +511,7 @@ public sealed class HostileInputTests(UploadServiceFactory service, ITestOutputH
 
     private string[] LeftOnDisk(string user, bool uploadsToo)
     {
-        var key = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(user)));
+        var key = Names.StoreKey(user);
         var folders = uploadsToo ? new[] { Path.Combine("users", key), Path.Combine("uploads", key) } : [Path.Combine("users", key)];
         return folders.Select(folder => Path.Combine(service.StorageRoot, folder)).Where(Directory.Exists)
             .SelectMany(folder => Directory.EnumerateFiles(folder, "*", SearchOption.AllDirectories))

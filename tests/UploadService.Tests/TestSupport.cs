@@ -39,6 +39,9 @@ public static class Names
     }
 
     public static string Sha256(byte[] bytes) => Convert.ToHexStringLower(SHA256.HashData(bytes));
+
+    /// <summary>How the filesystem store names a user's folder or a file's record and blobs: SHA-256 of the UTF-8 text, hex.</summary>
+    public static string StoreKey(string value) => Sha256(System.Text.Encoding.UTF8.GetBytes(value));
 }
 
 /// <summary>

@@ -469,9 +469,9 @@ public sealed class TusApiTests(UploadServiceFactory service) : IClassFixture<Up
         var upload = (await store.GetUploadAsync(userId, id, default))!;
         await store.AppendAsync(userId, upload, new MemoryStream("12345"u8.ToArray()), 5, null, upload.ExpiresAt, default);
         var bytesPath = Directory.EnumerateFiles(service.StorageRoot, id + ".bin", SearchOption.AllDirectories).Single();
-        var blobDirectory = Path.Combine(service.StorageRoot, "users", Hex(user), "blobs");
+        var blobDirectory = Path.Combine(service.StorageRoot, "users", Names.StoreKey(user), "blobs");
         Directory.CreateDirectory(blobDirectory);
-        File.Move(bytesPath, Path.Combine(blobDirectory, $"{Hex("crash/late.txt")}.{id}"));
+        File.Move(bytesPath, Path.Combine(blobDirectory, $"{Names.StoreKey("crash/late.txt")}.{id}"));
         Assert.Null(await ListedAsync(user, "crash/late.txt"));
 
         Assert.Equal(5, await OffsetAsync(user, location));
@@ -487,8 +487,8 @@ public sealed class TusApiTests(UploadServiceFactory service) : IClassFixture<Up
         using (var patch = await PatchAsync(user, location, 0, "first"u8.ToArray()))
             Assert.Equal(HttpStatusCode.NoContent, patch.StatusCode);
         var id = location.Segments[^1];
-        var blobDirectory = Path.Combine(service.StorageRoot, "users", Hex(user), "blobs");
-        var ourBlob = Path.Combine(blobDirectory, $"{Hex("later/replaced.txt")}.{id}");
+        var blobDirectory = Path.Combine(service.StorageRoot, "users", Names.StoreKey(user), "blobs");
+        var ourBlob = Path.Combine(blobDirectory, $"{Names.StoreKey("later/replaced.txt")}.{id}");
         var ourBytes = await File.ReadAllBytesAsync(ourBlob);
 
         using (var put = new HttpRequestMessage(HttpMethod.Put, "/files/later/replaced.txt") { Content = new ByteArrayContent("newer"u8.ToArray()) })
@@ -590,9 +590,9 @@ public sealed class TusApiTests(UploadServiceFactory service) : IClassFixture<Up
         // blob. Then the process dies, so no file record exists yet.
         var claimed = await store.UpdateUploadAsync(user, upload with { ContentId = Guid.NewGuid().ToString("N") }, default);
         var bytesPath = Directory.EnumerateFiles(root.Path, "*.bin", SearchOption.AllDirectories).Single();
-        var blobDirectory = Path.Combine(root.Path, "users", Hex("crash-completion"), "blobs");
+        var blobDirectory = Path.Combine(root.Path, "users", Names.StoreKey("crash-completion"), "blobs");
         Directory.CreateDirectory(blobDirectory);
-        File.Move(bytesPath, Path.Combine(blobDirectory, $"{Hex("late/file.bin")}.{claimed.ContentId}"));
+        File.Move(bytesPath, Path.Combine(blobDirectory, $"{Names.StoreKey("late/file.bin")}.{claimed.ContentId}"));
 
         var reopened = new FileSystemFileStore(root.Path); // start-up recovery must keep the claimed blob
         var state = (await reopened.GetUploadAsync(user, upload.Id, default))!;
@@ -766,9 +766,6 @@ public sealed class TusApiTests(UploadServiceFactory service) : IClassFixture<Up
     private sealed record StoredFileView(string Name, long Size, string Sha256, string ContentType);
 
     private sealed record FileListView(List<StoredFileView> Files);
-
-    private static string Hex(string value) =>
-        Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(value)));
 
     private sealed class TempDirectoryView(string path)
     {
