@@ -156,12 +156,16 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
             var before = metrics is null ? null : await metrics.Snapshot();
             var values = new List<double>();
             var growth = new List<double>();
+            var cpu = new List<CpuTime>();
             for (var i = 0; i < plan.Runs; i++)
             {
                 var sampler = measureRss && size == plan.Largest ? new RssSampler(service.Pid) : null;
+                // The service's own CPU where it is on the path (the cases that measure its memory).
+                var cpuBefore = size == plan.Largest ? CpuTime.Read(measureRss ? service.Pid : null) : default;
                 var clock = Stopwatch.StartNew();
                 await run(size);
                 var seconds = clock.Elapsed.TotalSeconds;
+                if (size == plan.Largest) cpu.Add(CpuTime.Read(measureRss ? service.Pid : null) - cpuBefore);
                 afterEach?.Invoke();   // untimed: the peer keeps every upload, so its store is emptied between runs
                 if (sampler is not null)
                 {
@@ -175,8 +179,26 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
             if (growth.Count > 0)
                 report.Add(new Measurement("Memory", path, $"peak RSS − idle, {Stats.Size(size)}", size, "MiB", [.. growth],
                     $"idle {idleRss / MiB:0} MiB"));
+            if (cpu.Sum(c => c.Total) >= 1)   // at least 100 ticks of /proc/stat: whole percents
+                ReportCpu(path, size, cpu, measureRss);
         }
     }
+
+    /// <summary>
+    /// What a case cost in CPU per GiB, over the whole machine (client, servers, workerd, kernel) and in the service,
+    /// and how busy the cores were: near 100 % the cores, not the code's waiting, set the speed.
+    /// </summary>
+    void ReportCpu(string path, long size, List<CpuTime> runs, bool service)
+    {
+        var gib = size / (double)(1L << 30);
+        var all = runs.Aggregate((a, b) => a + b);
+        var busy = all.Busy / all.Total * 100;
+        var own = service ? $"; the upload service {Stats.Median([.. runs.Select(r => r.Process / gib)]):0.00} of them" : "";
+        report.Add(new Measurement("CPU", path, $"{Stats.Size(size)}, {CpuCase}", size, "CPU-s/GiB",
+            [.. runs.Select(r => r.Busy / gib)], $"cores {busy:0} % busy ({Environment.ProcessorCount} cores){own}"));
+    }
+
+    const string CpuCase = "whole machine";
 
     public async Task AppHostStartup(string repo)
     {
@@ -278,6 +300,16 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
             "our Worker, Durable Object, auth, signature and tracing alone: the same sink behind both"));
         report.Ratios.Add(new Ratio($"bare Worker {largest} / loopback HTTP into the sink", BarePut, SinkPut,
             Divide(Median(BarePut, largest), Median(SinkPut, largest)), double.NaN, true, "the runtime's own cost"));
+        // At full use of the cores, a path's speed is the cores over its CPU-seconds per byte: these say how far the
+        // CPU it spends lets each target's ratio go on this machine.
+        var cpuCase = $"{largest}, {CpuCase}";
+        double? AtFullCores(string path) => Divide(Environment.ProcessorCount * 1024.0, Median(path, cpuCase));
+        report.Ratios.Add(new Ratio($"service PUT {largest} at all cores busy / min(disk+fsync, sha256)", DirectPut, "min(" + Disk + ", " + Sha + ")",
+            Divide(AtFullCores(DirectPut), ceiling), double.NaN, true,
+            "the most the PUT target's ratio can be at the CPU this path spends per GiB (client and kernel included)"));
+        report.Ratios.Add(new Ratio($"Worker → DO → service PUT {largest} at all cores busy / bare Worker at all cores busy", WorkerPut, BarePut,
+            Divide(AtFullCores(WorkerPut), AtFullCores(BarePut)), double.NaN, true,
+            "the Worker target's ratio when both paths are bound by the cores (see their CPU rows)"));
         report.Ratios.Add(new Ratio("4 KiB tus uploads/s / new 4 KiB files + fsync per s, concurrency 8", SmallTus, SmallFile,
             Divide(Median(SmallTus, "concurrency 8"), Median(SmallFile, "concurrency 8")), double.NaN, true, "a tus upload creates 3 files and fsyncs 2"));
         report.Ratios.Add(new Ratio("4 KiB tus / 4 KiB PUT at concurrency 8 (service)", SmallTus, SmallPut,
