@@ -1,23 +1,38 @@
 using System.Buffers;
 using System.Runtime.ExceptionServices;
 using System.Security.Cryptography;
+using UploadService.Hosting;
 
 namespace UploadService.Storage;
 
 /// <summary>
 /// The one copy loop stores use: bounded chunks, incremental SHA-256, size limit, and optionally more
 /// hashes fed the same bytes (the checksum a tus client asked for, an upload's running SHA-256).
-/// Pipelined: while one buffer is being written, the next is read and hashed, so hashing and the network
-/// do not wait for the disk (nor the disk for them); a file destination's bytes are handed to the disk as
-/// they gather (<see cref="Writeback"/>), so the closing fsync does not write them all at the end.
+/// Pipelined: while a buffer is being written, the next is read and hashed, so hashing and the network do
+/// not wait for the disk (nor the disk for them). A body of at least one buffer going into a file is written
+/// past the page cache (<see cref="DirectWrites"/>), several buffers at once at their own offsets, so the disk
+/// always has the next one; anything else is written in order, one buffer while the next fills, and a file's
+/// bytes are handed to the disk as they gather (<see cref="Writeback"/>), so the closing fsync does not write
+/// them all at the end.
 /// Every byte that was read is written before the copy ends, also when it ends with an exception (a
 /// broken connection, the size limit): the destination then holds exactly the bytes that arrived (up to
-/// the limit), which is what a tus upload keeps.
+/// the limit), which is what a tus upload keeps; a file destination's position is then its end.
 /// </summary>
 public static class HashingCopy
 {
-    /// <summary>One of the two pooled buffers; reads fill it before it is hashed and written.</summary>
-    public const int BufferSize = 256 * 1024;
+    /// <summary>The size of the copy's buffers: reads fill one before it is hashed and written.</summary>
+    public const int BufferSize = 1024 * 1024;
+
+    /// <summary>
+    /// Buffers per copy with direct writes: up to three written while the fourth fills. Measured here (PUT 1 GiB):
+    /// 2 → 900–935, 3 → 960–1040, 4 → 1000–1130, 8 → 940 MiB/s.
+    /// </summary>
+    private const int DirectBuffers = 4;
+
+    /// <summary>Buffers per copy with writes through the stream, one at a time: one written while the other fills.</summary>
+    private const int InOrderBuffers = 2;
+
+    private static readonly PinnedBlockPool Buffers = new(BufferSize, DirectWrites.Alignment, maxIdle: 16);
 
     /// <summary>
     /// Whether a tus append that failed with <paramref name="exception"/> keeps the bytes that arrived before it
@@ -40,34 +55,34 @@ public static class HashingCopy
     public static async Task<long> CopyAsync(
         Stream source, Stream destination, long maxBytes, IReadOnlyList<IncrementalHash?> hashes, CancellationToken cancellationToken)
     {
-        var current = ArrayPool<byte>.Shared.Rent(BufferSize);
-        var spare = ArrayPool<byte>.Shared.Rent(BufferSize);
-        var writing = Task.CompletedTask;
-        var writeback = Writeback.For(destination);
+        var writes = new Writes(destination);
         try
         {
             long total = 0;
             while (true)
             {
-                var (filled, failure) = await FillAsync(source, current, maxBytes - total, maxBytes, cancellationToken);
+                var buffer = await writes.NextBufferAsync();
+                var (filled, failure) = await FillAsync(source, buffer.Memory, maxBytes - total, maxBytes, cancellationToken);
                 if (filled > 0)
                 {
                     foreach (var hash in hashes)
                     {
-                        hash?.AppendData(current, 0, filled);
+                        hash?.AppendData(buffer.Memory.Span[..filled]);
                     }
 
-                    await writing; // the spare buffer is free again
                     // Not cancellable: a buffer that was read is written whole, so the destination's length is
                     // always the count of bytes copied.
-                    writing = WriteAsync(destination, current.AsMemory(0, filled), writeback);
-                    (current, spare) = (spare, current);
+                    await writes.WriteAsync(buffer, filled);
                     total += filled;
+                }
+                else
+                {
+                    buffer.Dispose();
                 }
 
                 if (failure is not null)
                 {
-                    await writing;
+                    await writes.FinishAsync();
                     if (failure is OperationCanceledException or FileTooLargeException or QuotaExceededException)
                     {
                         ExceptionDispatchInfo.Throw(failure);
@@ -82,22 +97,13 @@ public static class HashingCopy
                 }
             }
 
-            await writing;
+            await writes.FinishAsync();
             return total;
         }
         finally
         {
-            // A failed write has already thrown; here it only has to be over before its buffer goes back.
-            await writing.ContinueWith(static _ => { }, TaskScheduler.Default);
-            ArrayPool<byte>.Shared.Return(current);
-            ArrayPool<byte>.Shared.Return(spare);
+            await writes.DisposeAsync();
         }
-    }
-
-    private static async Task WriteAsync(Stream destination, ReadOnlyMemory<byte> bytes, Writeback? writeback)
-    {
-        await destination.WriteAsync(bytes, CancellationToken.None);
-        writeback?.Written(bytes.Length);
     }
 
     /// <summary>
@@ -105,7 +111,7 @@ public static class HashingCopy
     /// <paramref name="room"/> bytes) is returned, not thrown, with the count of good bytes before it.
     /// </summary>
     private static async Task<(int Filled, Exception? Failure)> FillAsync(
-        Stream source, byte[] buffer, long room, long maxBytes, CancellationToken cancellationToken)
+        Stream source, Memory<byte> buffer, long room, long maxBytes, CancellationToken cancellationToken)
     {
         var filled = 0;
         while (filled < BufferSize)
@@ -113,7 +119,7 @@ public static class HashingCopy
             int read;
             try
             {
-                read = await source.ReadAsync(buffer.AsMemory(filled, BufferSize - filled), cancellationToken);
+                read = await source.ReadAsync(buffer[filled..], cancellationToken);
             }
             catch (Exception ex)
             {
@@ -134,5 +140,142 @@ public static class HashingCopy
         }
 
         return (filled, null);
+    }
+
+    /// <summary>
+    /// The writes of one copy, in flight while the next buffer fills, and the buffers they hold: direct writes at
+    /// their offsets, several at once, when the first buffer came full and the destination is a file that takes
+    /// them; otherwise writes through the stream, one after the other.
+    /// </summary>
+    private sealed class Writes(Stream destination) : IAsyncDisposable
+    {
+        private readonly Queue<(Task Write, IMemoryOwner<byte> Buffer, long Offset)> _inFlight = new();
+        private readonly FileStream? _file = destination as FileStream;
+        private readonly long _start = destination is FileStream { CanSeek: true } file ? file.Position : 0;
+        private bool _started;
+        private DirectWrites? _direct;
+        private Writeback? _writeback;
+        private Task _last = Task.CompletedTask;
+        private long _written;
+
+        /// <summary>A buffer to fill: a new one while the copy holds fewer than it may, else the oldest one, once written.</summary>
+        public async ValueTask<IMemoryOwner<byte>> NextBufferAsync()
+        {
+            if (_inFlight.Count < (_direct is null ? InOrderBuffers : DirectBuffers))
+            {
+                return Buffers.Rent();
+            }
+
+            var oldest = _inFlight.Peek();
+            if (!oldest.Write.IsCompletedSuccessfully)
+            {
+                try
+                {
+                    await oldest.Write;
+                }
+                catch (Exception)
+                {
+                    await FinishAsync(); // throws the first write's failure, with the file positioned before it
+                    throw;
+                }
+            }
+
+            _inFlight.Dequeue();
+            return oldest.Buffer;
+        }
+
+        /// <summary>Starts writing the first <paramref name="count"/> bytes of <paramref name="buffer"/>, which it keeps until written.</summary>
+        public async ValueTask WriteAsync(IMemoryOwner<byte> buffer, int count)
+        {
+            if (!_started)
+            {
+                _started = true;
+                _direct = count == BufferSize && _file is not null ? DirectWrites.Start(_file) : null;
+                _writeback = _direct is null ? Writeback.For(destination) : null;
+            }
+
+            var bytes = buffer.Memory[..count];
+            var offset = _start + _written;
+            if (_direct is not null && count % DirectWrites.Alignment == 0)
+            {
+                _last = RandomAccess.WriteAsync(_file!.SafeFileHandle, bytes, offset).AsTask();
+            }
+            else
+            {
+                if (_direct is not null)
+                {
+                    // The last piece of the body, not a whole number of blocks: through the page cache, once the
+                    // direct writes before it are done.
+                    await FinishAsync();
+                }
+
+                _last = WriteInOrderAsync(_last, bytes);
+            }
+
+            _inFlight.Enqueue((_last, buffer, offset));
+            _written += count;
+        }
+
+        /// <summary>
+        /// Waits for every write; a file is then positioned at the end of what was written: before the first write
+        /// that failed (whose exception this throws), or after them all.
+        /// </summary>
+        public async Task FinishAsync()
+        {
+            Exception? failure = null;
+            var end = _start + _written;
+            while (_inFlight.TryDequeue(out var entry))
+            {
+                try
+                {
+                    await entry.Write;
+                }
+                catch (Exception ex) when (failure is null)
+                {
+                    failure = ex;
+                    end = entry.Offset;
+                }
+                catch (Exception)
+                {
+                    // After the first failure: only waited for, so that its buffer can go back.
+                }
+                finally
+                {
+                    entry.Buffer.Dispose();
+                }
+            }
+
+            if (_direct is not null)
+            {
+                _direct.Stop();
+                _direct = null;
+                _file!.Position = end; // direct writes went to their offsets, past the stream's position
+            }
+
+            if (failure is not null)
+            {
+                ExceptionDispatchInfo.Throw(failure);
+            }
+        }
+
+        private async Task WriteInOrderAsync(Task previous, ReadOnlyMemory<byte> bytes)
+        {
+            await previous;
+            await destination.WriteAsync(bytes, CancellationToken.None);
+            _writeback?.Written(bytes.Length);
+        }
+
+        /// <summary>When the copy ends with an exception: writes still in flight end before their buffers go back.</summary>
+        public async ValueTask DisposeAsync()
+        {
+            try
+            {
+                await FinishAsync();
+            }
+            catch (Exception)
+            {
+                // The copy is already ending with an exception of its own (or this one's, thrown before).
+            }
+        }
     }
 }
