@@ -10,8 +10,9 @@ namespace UploadService.Storage;
 /// memory back to its host makes every fresh page a fault there), the service does not read the bytes again
 /// soon, and page cache counts against a container's memory limit. Durability still comes from the fsync that
 /// commits a file. While it is on, every write's buffer address, length and file offset must be multiples of
-/// <see cref="Alignment"/>. Not on file systems that refuse it (they answer <c>fcntl</c> with an error), nor
-/// elsewhere than Linux on x64 and arm64: <see cref="Start"/> returns null there.
+/// <see cref="Alignment"/>. <see cref="Start"/> returns null where the file system refuses the flag, and
+/// elsewhere than Linux on x64 and arm64; a file system that takes the flag but then refuses the writes gets
+/// them through the page cache instead (<see cref="WriteAsync"/>).
 /// </summary>
 internal sealed class DirectWrites
 {
@@ -20,6 +21,7 @@ internal sealed class DirectWrites
 
     private const int GetFlags = 3; // F_GETFL
     private const int SetFlags = 4; // F_SETFL
+    private const int Einval = 22;
 
     /// <summary>O_DIRECT differs between architectures; 0 where it is not used.</summary>
     private static readonly int s_directFlag = !OperatingSystem.IsLinux() ? 0 : RuntimeInformation.ProcessArchitecture switch
@@ -50,9 +52,10 @@ internal sealed class DirectWrites
 
         try
         {
-            var flags = fcntl(file.SafeFileHandle, GetFlags, 0);
-            return flags >= 0 && fcntl(file.SafeFileHandle, SetFlags, flags | s_directFlag) == 0
-                ? new DirectWrites(file.SafeFileHandle, flags)
+            var handle = file.SafeFileHandle; // once: the getter also seeks
+            var flags = fcntl(handle, GetFlags, 0);
+            return flags >= 0 && fcntl(handle, SetFlags, flags | s_directFlag) == 0
+                ? new DirectWrites(handle, flags)
                 : null; // e.g. a file system without O_DIRECT
         }
         catch (Exception ex) when (ex is DllNotFoundException or EntryPointNotFoundException)
@@ -62,7 +65,25 @@ internal sealed class DirectWrites
         }
     }
 
-    /// <summary>Back to writes through the page cache (the file's flags as they were). Only while no direct write is in flight.</summary>
+    /// <summary>
+    /// Writes <paramref name="bytes"/> at <paramref name="offset"/> (directly while direct writes are on). If the
+    /// file system refuses a direct write (EINVAL), direct writes stop for this file and the bytes are written
+    /// again through the page cache; other writes in flight at the time do the same.
+    /// </summary>
+    public async Task WriteAsync(ReadOnlyMemory<byte> bytes, long offset)
+    {
+        try
+        {
+            await RandomAccess.WriteAsync(_file, bytes, offset);
+        }
+        catch (IOException ex) when (ex.HResult == Einval)
+        {
+            Stop();
+            await RandomAccess.WriteAsync(_file, bytes, offset);
+        }
+    }
+
+    /// <summary>Back to writes through the page cache (the file's flags as they were).</summary>
     public void Stop()
     {
         if (!_file.IsClosed)

@@ -16,7 +16,9 @@ namespace UploadService.Storage;
 /// them all at the end.
 /// Every byte that was read is written before the copy ends, also when it ends with an exception (a
 /// broken connection, the size limit): the destination then holds exactly the bytes that arrived (up to
-/// the limit), which is what a tus upload keeps; a file destination's position is then its end.
+/// the limit), which is what a tus upload keeps. A file destination is then positioned at the end of the
+/// bytes written: after them all, or, when a write failed, at its start (a later direct write may have gone
+/// past it; a caller that keeps the file truncates it to its position).
 /// </summary>
 public static class HashingCopy
 {
@@ -24,7 +26,8 @@ public static class HashingCopy
     public const int BufferSize = 1024 * 1024;
 
     /// <summary>
-    /// Buffers per copy with direct writes: up to three written while the fourth fills. Measured here (PUT 1 GiB):
+    /// Buffers per copy with direct writes: up to three written while the fourth fills (four while the next read
+    /// waits for the oldest to be written). Measured here (PUT 1 GiB):
     /// 2 → 900–935, 3 → 960–1040, 4 → 1000–1130, 8 → 940 MiB/s.
     /// </summary>
     private const int DirectBuffers = 4;
@@ -198,7 +201,7 @@ public static class HashingCopy
             var offset = _start + _written;
             if (_direct is not null && count % DirectWrites.Alignment == 0)
             {
-                _last = RandomAccess.WriteAsync(_file!.SafeFileHandle, bytes, offset).AsTask();
+                _last = _direct.WriteAsync(bytes, offset);
             }
             else
             {
@@ -206,7 +209,15 @@ public static class HashingCopy
                 {
                     // The last piece of the body, not a whole number of blocks: through the page cache, once the
                     // direct writes before it are done.
-                    await FinishAsync();
+                    try
+                    {
+                        await FinishAsync();
+                    }
+                    catch (Exception)
+                    {
+                        buffer.Dispose(); // not queued: nobody else would give it back
+                        throw;
+                    }
                 }
 
                 _last = WriteInOrderAsync(_last, bytes);
@@ -217,8 +228,8 @@ public static class HashingCopy
         }
 
         /// <summary>
-        /// Waits for every write; a file is then positioned at the end of what was written: before the first write
-        /// that failed (whose exception this throws), or after them all.
+        /// Waits for every write; a file is then positioned at the end of what was written: at the start of the
+        /// first write that failed (whose exception this throws), or after them all.
         /// </summary>
         public async Task FinishAsync()
         {

@@ -206,7 +206,7 @@ public abstract class FileStoreContractTests : IAsyncLifetime
         Assert.Equal(4, (await StoredEntriesAsync()).Count);
     }
 
-    /// <summary>More than the copy's buffers hold, so that some bytes are written before the source fails.</summary>
+    /// <summary>More than two of the copy's buffers, so that some bytes are written before the source fails.</summary>
     private const int MidwayBytes = 2 * HashingCopy.BufferSize + 50_000;
 
     [Fact]

@@ -8,7 +8,8 @@ namespace UploadService.Tests;
 /// The copy into a real file on this machine's disk: a body of at least one buffer is written past the page
 /// cache (O_DIRECT, seen in the kernel's view of the open file while the copy runs, and off again after it),
 /// anything else through it; the file holds exactly the bytes, the hash is theirs, and the stream's position
-/// is their end either way, also from an unaligned start (a tus append resuming after a broken chunk).
+/// is their end either way, also from an unaligned start (a tus append resuming after a broken chunk). Skipped
+/// where the temp directory's file system refuses O_DIRECT.
 /// </summary>
 public sealed class HashingCopyTests : IDisposable
 {
@@ -23,7 +24,7 @@ public sealed class HashingCopyTests : IDisposable
     [InlineData(3 * HashingCopy.BufferSize, 1000, false)] // an unaligned start: through the page cache
     public async Task A_copy_into_a_file_writes_exactly_the_bytes_directly_when_large_and_aligned(int length, int start, bool direct)
     {
-        Skip.IfNot(OperatingSystem.IsLinux() && DirectFlag != 0, "O_DIRECT is used on Linux x64 and arm64 only");
+        SkipUnlessDirectWrites();
         var bytes = Bytes(length, seed: length);
         var prefix = Bytes(start, seed: 9);
         await using var file = new FileStream(Path.Combine(_directory, "f.bin"), new FileStreamOptions
@@ -50,17 +51,24 @@ public sealed class HashingCopyTests : IDisposable
         Assert.Equal([.. prefix, .. bytes], stored[..^1]);
     }
 
-    [Fact]
+    [SkippableFact]
     public async Task A_source_that_breaks_after_direct_writes_leaves_the_file_positioned_after_every_byte_read()
     {
+        SkipUnlessDirectWrites();
         var bytes = Bytes(2 * HashingCopy.BufferSize + 777);
         await using var file = new FileStream(Path.Combine(_directory, "broken.bin"), FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, bufferSize: 0);
-        var source = new WatchedStream(bytes, at: bytes.Length, () => throw new IOException("connection reset"));
+        var directWhileCopying = false;
+        var source = new WatchedStream(bytes, at: bytes.Length, () =>
+        {
+            directWhileCopying = IsDirect(file);
+            throw new IOException("connection reset");
+        });
 
         var error = await Assert.ThrowsAsync<UploadContentException>(() =>
             HashingCopy.CopyAsync(source, file, long.MaxValue, CancellationToken.None));
 
         Assert.IsType<IOException>(error.InnerException);
+        Assert.True(directWhileCopying);
         Assert.Equal(bytes.Length, file.Position);
         Assert.Equal(bytes.Length, file.Length);
         Assert.False(IsDirect(file));
@@ -68,6 +76,33 @@ public sealed class HashingCopyTests : IDisposable
         var stored = new byte[bytes.Length];
         await file.ReadExactlyAsync(stored);
         Assert.Equal(bytes, stored);
+    }
+
+    [SkippableFact]
+    public async Task A_direct_write_the_file_system_refuses_is_made_through_the_page_cache()
+    {
+        SkipUnlessDirectWrites();
+        await using var file = new FileStream(Path.Combine(_directory, "refused.bin"), FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, bufferSize: 0);
+        var direct = DirectWrites.Start(file)!;
+        Assert.True(IsDirect(file));
+        var bytes = Bytes(100); // not a whole block: the kernel refuses it as a direct write (EINVAL)
+
+        await direct.WriteAsync(bytes, 0);
+
+        Assert.False(IsDirect(file));
+        var stored = new byte[101];
+        Assert.Equal(100, await RandomAccess.ReadAsync(file.SafeFileHandle, stored, 0));
+        Assert.Equal(bytes, stored[..100]);
+    }
+
+    /// <summary>Whether this machine's temp directory takes direct writes (a file system may refuse O_DIRECT).</summary>
+    private void SkipUnlessDirectWrites()
+    {
+        Skip.IfNot(OperatingSystem.IsLinux() && DirectFlag != 0, "O_DIRECT is used on Linux x64 and arm64 only");
+        using var probe = new FileStream(Path.Combine(_directory, "probe"), FileMode.Create, FileAccess.Write, FileShare.None, bufferSize: 0);
+        var direct = DirectWrites.Start(probe);
+        Skip.If(direct is null, $"the file system of {_directory} refuses O_DIRECT");
+        direct!.Stop();
     }
 
     private static int DirectFlag => RuntimeInformation.ProcessArchitecture switch
