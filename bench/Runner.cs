@@ -20,6 +20,7 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
     const string S3Put = "service PUT (direct, s3 backend)", S3Tus = "service tus 50 MiB chunks (direct, s3 backend)";
     const string SmallFile = "new 4 KiB file + fsync (disk ceiling)";
     const string SmallTus = "service tus 4 KiB (direct)", SmallPeer = "@tus/server tus 4 KiB", SmallPut = "service PUT 4 KiB (direct)";
+    const string CpuCase = "whole machine";
 
     public async Task Ceilings()
     {
@@ -157,15 +158,16 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
             var values = new List<double>();
             var growth = new List<double>();
             var cpu = new List<CpuTime>();
+            var largest = size == plan.Largest;
+            int? servicePid = measureRss ? service.Pid : null; // the service's own CPU where it is on the path
             for (var i = 0; i < plan.Runs; i++)
             {
-                var sampler = measureRss && size == plan.Largest ? new RssSampler(service.Pid) : null;
-                // The service's own CPU where it is on the path (the cases that measure its memory).
-                var cpuBefore = size == plan.Largest ? CpuTime.Read(measureRss ? service.Pid : null) : default;
+                var sampler = measureRss && largest ? new RssSampler(service.Pid) : null;
+                var cpuBefore = largest ? CpuTime.Read(servicePid) : default;
                 var clock = Stopwatch.StartNew();
                 await run(size);
                 var seconds = clock.Elapsed.TotalSeconds;
-                if (size == plan.Largest) cpu.Add(CpuTime.Read(measureRss ? service.Pid : null) - cpuBefore);
+                if (largest) cpu.Add(CpuTime.Read(servicePid) - cpuBefore);
                 afterEach?.Invoke();   // untimed: the peer keeps every upload, so its store is emptied between runs
                 if (sampler is not null)
                 {
@@ -197,8 +199,6 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
         report.Add(new Measurement("CPU", path, $"{Stats.Size(size)}, {CpuCase}", size, "CPU-s/GiB",
             [.. runs.Select(r => r.Busy / gib)], $"cores {busy:0} % busy ({Environment.ProcessorCount} cores){own}"));
     }
-
-    const string CpuCase = "whole machine";
 
     public async Task AppHostStartup(string repo)
     {
@@ -303,7 +303,7 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
         // At full use of the cores, a path's speed is the cores over its CPU-seconds per byte: these say how far the
         // CPU it spends lets each target's ratio go on this machine.
         var cpuCase = $"{largest}, {CpuCase}";
-        double? AtFullCores(string path) => Divide(Environment.ProcessorCount * 1024.0, Median(path, cpuCase));
+        double? AtFullCores(string path) => Divide(Environment.ProcessorCount * 1024.0, Median(path, cpuCase)); // MiB/s
         report.Ratios.Add(new Ratio($"service PUT {largest} at all cores busy / min(disk+fsync, sha256)", DirectPut, "min(" + Disk + ", " + Sha + ")",
             Divide(AtFullCores(DirectPut), ceiling), double.NaN, true,
             "the most the PUT target's ratio can be at the CPU this path spends per GiB (client and kernel included)"));
