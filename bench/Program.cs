@@ -134,10 +134,16 @@ sealed record Options(bool Quick, bool NoWrangler, bool NoAppHost, bool NoTests,
     }
 }
 
-/// <summary>Sizes and repetitions. Every case runs once as a warm-up on each path's first size, then Runs times.</summary>
-sealed record Plan(long[] Sizes, int Runs, int SmallUploads, int[] Concurrency, int RangeReads)
+/// <summary>
+/// Sizes and repetitions. Every large case runs once as a warm-up on each path's first size, then Runs times; every
+/// small-file case runs untimed for SmallWarmUp first, then Runs times SmallUploads. That warm-up is long because the
+/// servers compile their hot paths while they serve: the service's tiered JIT recompiled ~4,500 methods in its first
+/// ~10 s of 4 KiB tus uploads (through its instrumented PGO tiers), and V8 tiers up too; a few dozen uploads measured
+/// the compiling, not the server.
+/// </summary>
+sealed record Plan(long[] Sizes, int Runs, int SmallUploads, TimeSpan SmallWarmUp, int[] Concurrency, int RangeReads)
 {
-    public static readonly Plan Full = new([1L << 20, 64L << 20, 1L << 30], Runs: 3, SmallUploads: 400, Concurrency: [1, 8, 32], RangeReads: 20);
-    public static readonly Plan Quick = new([1L << 20, 8L << 20], Runs: 1, SmallUploads: 32, Concurrency: [1, 8, 32], RangeReads: 3);
+    public static readonly Plan Full = new([1L << 20, 64L << 20, 1L << 30], Runs: 3, SmallUploads: 1000, SmallWarmUp: TimeSpan.FromSeconds(5), Concurrency: [1, 8, 32], RangeReads: 20);
+    public static readonly Plan Quick = new([1L << 20, 8L << 20], Runs: 1, SmallUploads: 32, SmallWarmUp: TimeSpan.FromSeconds(0.2), Concurrency: [1, 8, 32], RangeReads: 3);
     public long Largest => Sizes[^1];
 }

@@ -108,14 +108,14 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
     async Task Small(string path, int concurrency, Func<int, CancellationToken, Task> upload, bool serviceMetrics = false, string unit = "uploads/s")
     {
         var next = 0;
-        async Task<(int Count, double Seconds, List<double> Millis)> Batch(int count)
+        async Task<(int Count, double Seconds, List<double> Millis)> Batch(int count, TimeSpan cap)
         {
             var latencies = new ConcurrentBag<double>();
             var clock = Stopwatch.StartNew();
             var done = 0;
             await Task.WhenAll(Enumerable.Range(0, concurrency).Select(async _ =>
             {
-                while (clock.Elapsed < SmallRunCap && Interlocked.Increment(ref done) <= count)
+                while (clock.Elapsed < cap && Interlocked.Increment(ref done) <= count)
                 {
                     var one = Stopwatch.StartNew();
                     await upload(Interlocked.Increment(ref next), CancellationToken.None);
@@ -125,20 +125,23 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
             return (latencies.Count, clock.Elapsed.TotalSeconds, [.. latencies]);
         }
 
-        await Batch(concurrency * 4);   // warm-up
+        await Batch(int.MaxValue, plan.SmallWarmUp);
         var metrics = serviceMetrics ? stack.Metrics : null;
         var before = metrics is null ? null : await metrics.Snapshot();
         var rates = new List<double>();
         var all = new List<double>();
+        int? servicePid = serviceMetrics ? stack.Service!.Pid : null;
+        var cpuBefore = CpuTime.Read(servicePid);
         for (var run = 0; run < plan.Runs; run++)
         {
-            var (count, seconds, millis) = await Batch(plan.SmallUploads);
+            var (count, seconds, millis) = await Batch(plan.SmallUploads, SmallRunCap);
             rates.Add(count / seconds);
             all.AddRange(millis);
         }
+        var cpu = CpuTime.Read(servicePid) - cpuBefore;
         var seen = before is null ? "" : "; " + (await metrics!.Snapshot() - before).Describe((long)all.Count * SmallSize);
         report.Add(new Measurement("Small files", path, $"concurrency {concurrency}", SmallSize, unit, [.. rates],
-            $"p50 {Stats.Percentile(all, 50):0.0} ms, p99 {Stats.Percentile(all, 99):0.0} ms{seen}"));
+            $"p50 {Stats.Percentile(all, 50):0.0} ms, p99 {Stats.Percentile(all, 99):0.0} ms{Describe(cpu, all.Count, unit, serviceMetrics)}{seen}"));
     }
 
     /// <summary>A warm-up on the path's first size, then <see cref="Plan.Runs"/> timed runs per size.</summary>
@@ -319,6 +322,14 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
     void ClearPeerStore()
     {
         foreach (var file in Directory.EnumerateFiles(stack.PeerDirectory)) File.Delete(file);
+    }
+
+    /// <summary>How busy the cores were over a small-file case and what one upload (or file) cost in CPU: machine, service.</summary>
+    static string Describe(CpuTime cpu, int count, string unit, bool service)
+    {
+        if (cpu.Total <= 0 || count == 0) return "";
+        var own = service ? $", the service {cpu.Process * 1000 / count:0.00}" : "";
+        return $"; cores {cpu.Busy / cpu.Total * 100:0} % busy, {cpu.Busy * 1000 / count:0.00} CPU-ms per {unit.Split('/')[0].TrimEnd('s')}{own}";
     }
 
     static string Name(string kind, long size) => $"bench/{kind}-{size}.bin";
