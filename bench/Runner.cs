@@ -130,19 +130,38 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
         var before = metrics is null ? null : await metrics.Snapshot();
         var rates = new List<double>();
         var all = new List<double>();
-        int? servicePid = serviceMetrics ? stack.Service!.Pid : null;
-        var cpuBefore = CpuTime.Read(servicePid);
+        var cpu = new List<(CpuTime Cpu, int Count)>();
+        int? servicePid = serviceMetrics ? stack.Service!.Pid : null; // the service's own CPU where it serves the case
         for (var run = 0; run < plan.Runs; run++)
         {
+            var cpuBefore = CpuTime.Read(servicePid);
             var (count, seconds, millis) = await Batch(plan.SmallUploads, SmallRunCap);
+            cpu.Add((CpuTime.Read(servicePid) - cpuBefore, count));
             rates.Add(count / seconds);
             all.AddRange(millis);
         }
-        var cpu = CpuTime.Read(servicePid) - cpuBefore;
         var seen = before is null ? "" : "; " + (await metrics!.Snapshot() - before).Describe((long)all.Count * SmallSize);
         report.Add(new Measurement("Small files", path, $"concurrency {concurrency}", SmallSize, unit, [.. rates],
-            $"p50 {Stats.Percentile(all, 50):0.0} ms, p99 {Stats.Percentile(all, 99):0.0} ms{Describe(cpu, all.Count, unit, serviceMetrics)}{seen}"));
+            $"p50 {Stats.Percentile(all, 50):0.0} ms, p99 {Stats.Percentile(all, 99):0.0} ms{seen}"));
+        ReportSmallCpu(path, concurrency, unit, cpu, serviceMetrics);
     }
+
+    /// <summary>
+    /// What one small upload (or file) cost in CPU, over the whole machine and in the service, and how busy the cores
+    /// were: a case near 100 % busy is bound by the cores, and its rate is the cores over its CPU per upload.
+    /// </summary>
+    void ReportSmallCpu(string path, int concurrency, string unit, List<(CpuTime Cpu, int Count)> runs, bool service)
+    {
+        var all = runs.Select(r => r.Cpu).Aggregate((a, b) => a + b);
+        if (all.Total < 1) return;   // under 100 ticks of /proc/stat: no whole percents (--quick)
+        var count = runs.Sum(r => r.Count);
+        var per = unit.Split('/')[0].TrimEnd('s');
+        var own = service ? $"; the upload service {all.Process * 1000 / count:0.00} of them" : "";
+        report.Add(new Measurement("CPU", path, SmallCpuCase(concurrency), SmallSize, $"CPU-ms/{per}",
+            [.. runs.Select(r => r.Cpu.Busy * 1000 / r.Count)], $"cores {all.Busy / all.Total * 100:0} % busy ({Environment.ProcessorCount} cores){own}"));
+    }
+
+    static string SmallCpuCase(int concurrency) => $"4 KiB, concurrency {concurrency}, {CpuCase}";
 
     /// <summary>A warm-up on the path's first size, then <see cref="Plan.Runs"/> timed runs per size.</summary>
     /// With <paramref name="serviceMetrics"/>, the service's own figures for the same runs go beside them; with
@@ -313,6 +332,9 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
         report.Ratios.Add(new Ratio($"Worker → DO → service PUT {largest} at all cores busy / bare Worker at all cores busy", WorkerPut, BarePut,
             Divide(AtFullCores(WorkerPut), AtFullCores(BarePut)), double.NaN, true,
             "the Worker target's ratio when both paths are bound by the cores (see their CPU rows)"));
+        report.Ratios.Add(new Ratio("4 KiB tus at concurrency 8 at all cores busy / @tus/server at all cores busy", SmallTus, SmallPeer,
+            Divide(Median(SmallPeer, SmallCpuCase(8)), Median(SmallTus, SmallCpuCase(8))), double.NaN, true,
+            "the small-file target's ratio when both servers are bound by the cores: the peer's CPU per upload over ours, client and kernel included (see their CPU rows)"));
         report.Ratios.Add(new Ratio("4 KiB tus uploads/s / new 4 KiB files + fsync per s, concurrency 8", SmallTus, SmallFile,
             Divide(Median(SmallTus, "concurrency 8"), Median(SmallFile, "concurrency 8")), double.NaN, true, "a tus upload creates 3 files and fsyncs 2"));
         report.Ratios.Add(new Ratio("4 KiB tus / 4 KiB PUT at concurrency 8 (service)", SmallTus, SmallPut,
@@ -322,14 +344,6 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
     void ClearPeerStore()
     {
         foreach (var file in Directory.EnumerateFiles(stack.PeerDirectory)) File.Delete(file);
-    }
-
-    /// <summary>How busy the cores were over a small-file case and what one upload (or file) cost in CPU: machine, service.</summary>
-    static string Describe(CpuTime cpu, int count, string unit, bool service)
-    {
-        if (cpu.Total <= 0 || count == 0) return "";
-        var own = service ? $", the service {cpu.Process * 1000 / count:0.00}" : "";
-        return $"; cores {cpu.Busy / cpu.Total * 100:0} % busy, {cpu.Busy * 1000 / count:0.00} CPU-ms per {unit.Split('/')[0].TrimEnd('s')}{own}";
     }
 
     static string Name(string kind, long size) => $"bench/{kind}-{size}.bin";
