@@ -130,35 +130,20 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
         var before = metrics is null ? null : await metrics.Snapshot();
         var rates = new List<double>();
         var all = new List<double>();
-        var cpu = new List<(CpuTime Cpu, int Count)>();
+        var cpu = new List<(CpuTime Cpu, double Units)>();
         int? servicePid = serviceMetrics ? stack.Service!.Pid : null; // the service's own CPU where it serves the case
         for (var run = 0; run < plan.Runs; run++)
         {
             var cpuBefore = CpuTime.Read(servicePid);
             var (count, seconds, millis) = await Batch(plan.SmallUploads, SmallRunCap);
-            cpu.Add((CpuTime.Read(servicePid) - cpuBefore, count));
+            cpu.Add((CpuTime.Read(servicePid) - cpuBefore, count / 1000.0)); // CPU-ms per upload
             rates.Add(count / seconds);
             all.AddRange(millis);
         }
         var seen = before is null ? "" : "; " + (await metrics!.Snapshot() - before).Describe((long)all.Count * SmallSize);
         report.Add(new Measurement("Small files", path, $"concurrency {concurrency}", SmallSize, unit, [.. rates],
             $"p50 {Stats.Percentile(all, 50):0.0} ms, p99 {Stats.Percentile(all, 99):0.0} ms{seen}"));
-        ReportSmallCpu(path, concurrency, unit, cpu, serviceMetrics);
-    }
-
-    /// <summary>
-    /// What one small upload (or file) cost in CPU, over the whole machine and in the service, and how busy the cores
-    /// were: a case near 100 % busy is bound by the cores, and its rate is the cores over its CPU per upload.
-    /// </summary>
-    void ReportSmallCpu(string path, int concurrency, string unit, List<(CpuTime Cpu, int Count)> runs, bool service)
-    {
-        var all = runs.Select(r => r.Cpu).Aggregate((a, b) => a + b);
-        if (all.Total < 1) return;   // under 100 ticks of /proc/stat: no whole percents (--quick)
-        var count = runs.Sum(r => r.Count);
-        var per = unit.Split('/')[0].TrimEnd('s');
-        var own = service ? $"; the upload service {all.Process * 1000 / count:0.00} of them" : "";
-        report.Add(new Measurement("CPU", path, SmallCpuCase(concurrency), SmallSize, $"CPU-ms/{per}",
-            [.. runs.Select(r => r.Cpu.Busy * 1000 / r.Count)], $"cores {all.Busy / all.Total * 100:0} % busy ({Environment.ProcessorCount} cores){own}"));
+        ReportCpu(path, SmallCpuCase(concurrency), SmallSize, $"CPU-ms/{unit.Split('/')[0].TrimEnd('s')}", cpu, serviceMetrics);
     }
 
     static string SmallCpuCase(int concurrency) => $"4 KiB, concurrency {concurrency}, {CpuCase}";
@@ -179,7 +164,7 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
             var before = metrics is null ? null : await metrics.Snapshot();
             var values = new List<double>();
             var growth = new List<double>();
-            var cpu = new List<CpuTime>();
+            var cpu = new List<(CpuTime Cpu, double Units)>();
             var largest = size == plan.Largest;
             int? servicePid = measureRss ? service.Pid : null; // the service's own CPU where it is on the path
             for (var i = 0; i < plan.Runs; i++)
@@ -189,7 +174,7 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
                 var clock = Stopwatch.StartNew();
                 await run(size);
                 var seconds = clock.Elapsed.TotalSeconds;
-                if (largest) cpu.Add(CpuTime.Read(servicePid) - cpuBefore);
+                if (largest) cpu.Add((CpuTime.Read(servicePid) - cpuBefore, size / (double)(1L << 30))); // CPU-s per GiB
                 afterEach?.Invoke();   // untimed: the peer keeps every upload, so its store is emptied between runs
                 if (sampler is not null)
                 {
@@ -203,23 +188,22 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
             if (growth.Count > 0)
                 report.Add(new Measurement("Memory", path, $"peak RSS − idle, {Stats.Size(size)}", size, "MiB", [.. growth],
                     $"idle {idleRss / MiB:0} MiB"));
-            if (cpu.Sum(c => c.Total) >= 1)   // at least 100 ticks of /proc/stat: whole percents
-                ReportCpu(path, size, cpu, measureRss);
+            if (largest) ReportCpu(path, $"{Stats.Size(size)}, {CpuCase}", size, "CPU-s/GiB", cpu, measureRss);
         }
     }
 
     /// <summary>
-    /// What a case cost in CPU per GiB, over the whole machine (client, servers, workerd, kernel) and in the service,
-    /// and how busy the cores were: near 100 % the cores, not the code's waiting, set the speed.
+    /// What a case cost in CPU per unit of work (a GiB, a thousand small uploads: <paramref name="unit"/>), over the
+    /// whole machine (client, servers, workerd, kernel) and in the service, and how busy the cores were: near 100 %
+    /// the cores, not the code's waiting, set the speed. Left out under 100 ticks of /proc/stat (no whole percents).
     /// </summary>
-    void ReportCpu(string path, long size, List<CpuTime> runs, bool service)
+    void ReportCpu(string path, string @case, long size, string unit, List<(CpuTime Cpu, double Units)> runs, bool service)
     {
-        var gib = size / (double)(1L << 30);
-        var all = runs.Aggregate((a, b) => a + b);
-        var busy = all.Busy / all.Total * 100;
-        var own = service ? $"; the upload service {Stats.Median([.. runs.Select(r => r.Process / gib)]):0.00} of them" : "";
-        report.Add(new Measurement("CPU", path, $"{Stats.Size(size)}, {CpuCase}", size, "CPU-s/GiB",
-            [.. runs.Select(r => r.Busy / gib)], $"cores {busy:0} % busy ({Environment.ProcessorCount} cores){own}"));
+        var all = runs.Select(r => r.Cpu).Aggregate((a, b) => a + b);
+        if (all.Total < 1) return;
+        var own = service ? $"; the upload service {Stats.Median([.. runs.Select(r => r.Cpu.Process / r.Units)]):0.00} of them" : "";
+        report.Add(new Measurement("CPU", path, @case, size, unit, [.. runs.Select(r => r.Cpu.Busy / r.Units)],
+            $"cores {all.Busy / all.Total * 100:0} % busy ({Environment.ProcessorCount} cores){own}"));
     }
 
     public async Task AppHostStartup(string repo)
