@@ -196,7 +196,8 @@ public sealed class Stack(string repo, string work, HttpClient http) : IAsyncDis
     {
         var secret = Convert.ToHexString(RandomNumberGenerator.GetBytes(32));
         var (_, baseUrl) = await StartWrangler(name, wrangler, Path.Combine(repo, "worker"),
-            ["--enable-containers=false", "--var", $"AUTH_SECRET:{secret}", "--var", $"{InternalSignature.SecretSetting}:{InternalSecret}",
+            // The development entry point gives the Durable Object its stand-in container (CONTAINER_ORIGIN).
+            ["src/dev/index.ts", "--enable-containers=false", "--var", $"AUTH_SECRET:{secret}", "--var", $"{InternalSignature.SecretSetting}:{InternalSecret}",
              "--var", $"CONTAINER_ORIGIN:{service.ToString().TrimEnd('/')}"],
             "health", HttpStatusCode.OK);
         var token = Token(secret, UserId);
@@ -267,7 +268,7 @@ public sealed class Stack(string repo, string work, HttpClient http) : IAsyncDis
     public static string DotnetHost() => Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } host ? host : "dotnet";
 
     /// <summary>An HS256 JWT for <paramref name="sub"/>, valid for an hour: what the Worker verifies.</summary>
-    static string Token(string secret, string sub)
+    public static string Token(string secret, string sub)
     {
         static string B64Url(byte[] bytes) => Convert.ToBase64String(bytes).TrimEnd('=').Replace('+', '-').Replace('/', '_');
         var now = DateTimeOffset.UtcNow.ToUnixTimeSeconds();

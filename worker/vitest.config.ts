@@ -7,8 +7,10 @@ export default defineConfig({
   plugins: [
     cloudflareTest(({ inject }) => ({
       wrangler: { configPath: "./wrangler.toml" },
+      // The development entry point, as `wrangler dev` runs it locally (scripts/dev.sh).
+      main: "./src/dev/index.ts",
       miniflare: {
-        // What scripts/dev.sh passes with --var in local modes: the DO gets the stand-in container,
+        // What scripts/dev.sh passes with --var in the shared mode: the DO gets the stand-in container,
         // tokens are checked with the secret and with the key set, spans go to the local collector.
         bindings: {
           AUTH_SECRET: TEST_AUTH_SECRET,

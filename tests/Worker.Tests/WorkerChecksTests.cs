@@ -16,7 +16,7 @@ public sealed class WorkerChecksTests
     }
 
     [Fact]
-    public void Wrangler_toml_validates_for_deploy_without_warnings()
+    public void Wrangler_toml_validates_for_deploy_without_warnings_and_the_bundle_holds_no_local_stand_in()
     {
         // `wrangler deploy --dry-run` checks the whole TOML offline, including the [[containers]] to
         // Durable Object cross-checks; a misspelled key is only a warning there, so warnings fail here.
@@ -28,6 +28,12 @@ public sealed class WorkerChecksTests
                 "--containers-rollout=none", "--outdir", outDir.FullName).ThrowIfFailed();
             Assert.DoesNotContain("[WARNING]", result.Output);
             Assert.Contains("USER_CONTAINERS", result.Output);
+            // What deploys is src/index.ts: the local stand-ins for ctx.container (src/dev/) are not in it.
+            var bundle = string.Concat(outDir.EnumerateFiles("*.js", SearchOption.AllDirectories).Select(f => File.ReadAllText(f.FullName)));
+            Assert.Contains("UserAppContainer = class extends Container", bundle);
+            Assert.DoesNotContain("RuntimeContainer", bundle);
+            Assert.DoesNotContain("SharedContainer", bundle);
+            Assert.DoesNotContain("CONTAINER_RUNTIME_URL", bundle);
         }
         finally
         {

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs the Worker locally for the AppHost (`npm run dev`): wrangler dev, headless, with containers
-# disabled (the Durable Object's stand-in container forwards to CONTAINER_ORIGIN instead).
+# disabled, on the development entry point src/dev/index.ts, which gives the Durable Object a stand-in
+# container: an instance of its own from the AppHost's container runtime (CONTAINER_RUNTIME_URL), or the
+# one shared upload service (CONTAINER_ORIGIN).
 # Settings arrive as environment variables and are handed to the Worker as --var flags, so nothing
 # local-only is written into wrangler.toml. `exec` (here and in the npm script) leaves no shell
 # between the orchestrator and wrangler: npm forwards SIGTERM/SIGINT to wrangler itself, which takes
@@ -23,10 +25,12 @@ args=(
 if [[ -n "${INSPECTOR_PORT:-}" ]]; then args+=(--inspector-port "$INSPECTOR_PORT"); fi
 if [[ -n "${WRANGLER_PERSIST_DIR:-}" ]]; then args+=(--persist-to "$WRANGLER_PERSIST_DIR"); fi
 
-for name in AUTH_SECRET AUTH_JWKS_URL AUTH_ISSUER AUTH_AUDIENCE INTERNAL_SECRET CONTAINER_ORIGIN \
+for name in AUTH_SECRET AUTH_JWKS_URL AUTH_ISSUER AUTH_AUDIENCE INTERNAL_SECRET \
+  R2_ENDPOINT R2_ACCOUNT_ID R2_BUCKET R2_ACCESS_KEY_ID R2_SECRET_ACCESS_KEY \
+  CONTAINER_RUNTIME_URL CONTAINER_RUNTIME_TOKEN CONTAINER_ORIGIN CONTAINERS_SLEEP_AFTER \
   OTEL_EXPORTER_OTLP_ENDPOINT OTEL_EXPORTER_OTLP_HEADERS OTEL_SERVICE_NAME OTEL_RESOURCE_ATTRIBUTES; do
   if [[ -n "${!name:-}" ]]; then args+=(--var "$name:${!name}"); fi
 done
 
 # No interactive input: the orchestrator provides none.
-exec wrangler dev "${args[@]}" "$@" </dev/null
+exec wrangler dev src/dev/index.ts "${args[@]}" "$@" </dev/null

@@ -21,8 +21,6 @@ export interface RuntimeVars {
    * which refuses unsigned requests (`wrangler secret put INTERNAL_SECRET`; the AppHost generates one).
    */
   INTERNAL_SECRET: string;
-  /** Local modes only: where the ctx.container stand-in forwards (see local-container.ts). */
-  CONTAINER_ORIGIN?: string;
   /** Browser origins allowed by CORS: comma-separated, or `*`; unset allows loopback origins only (cors.ts). */
   CORS_ALLOWED_ORIGINS?: string;
   /** OTLP/HTTP base URL; unset (production default) means no telemetry is exported. */

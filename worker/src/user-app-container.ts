@@ -1,7 +1,7 @@
 import { Container, type StopParams } from "@cloudflare/containers";
+import { SpanStatusCode, trace } from "@opentelemetry/api";
 import type { DurableObject } from "cloudflare:workers";
 import { signForUploadService } from "./internal-signature";
-import { installLocalContainer } from "./local-container";
 import { problem } from "./problem";
 import { injectTraceContext } from "./telemetry";
 
@@ -21,7 +21,6 @@ export class UserAppContainer extends Container<Env> {
   #requestUserId: string | undefined;
 
   constructor(ctx: DurableObjectState, env: Env) {
-    installLocalContainer(ctx, env.CONTAINER_ORIGIN);
     super(ctx as DurableObject["ctx"], env); // the same object; only its Props type parameter differs
   }
 
@@ -47,6 +46,21 @@ export class UserAppContainer extends Container<Env> {
     }
   }
 
+  /** A wake (start and readiness wait) is a span of its own under this object's span. */
+  override async startAndWaitForPorts(...args: Parameters<Container["startAndWaitForPorts"]>): Promise<void> {
+    return trace.getTracer("upload-worker").startActiveSpan("UserAppContainer start", async (span) => {
+      try {
+        await super.startAndWaitForPorts(...args);
+      } catch (error) {
+        span.recordException(error instanceof Error ? error : String(error));
+        span.setStatus({ code: SpanStatusCode.ERROR });
+        throw error;
+      } finally {
+        span.end();
+      }
+    });
+  }
+
   override onStart(): void {
     console.log(`user ${this.userId}: upload container started`);
   }
@@ -68,9 +82,11 @@ export class UserAppContainer extends Container<Env> {
 /**
  * Durable storage: with these set (`R2_ACCOUNT_ID` and `R2_BUCKET` as vars, the two keys as
  * `wrangler secret put`), the container keeps its files in that R2 bucket through R2's S3 API; without
- * them it keeps them on its own disk, which is lost when the container sleeps.
+ * them it keeps them on its own disk, which is lost when the container sleeps. `R2_ENDPOINT` replaces
+ * the account's R2 endpoint with any S3-compatible one (locally: the AppHost's S3 server).
  */
 interface R2Vars {
+  R2_ENDPOINT: string;
   R2_ACCOUNT_ID: string;
   R2_BUCKET: string;
   R2_ACCESS_KEY_ID: string;
@@ -84,9 +100,10 @@ function containerEnvVars(env: Env & Partial<R2Vars>): Record<string, string> {
   };
   // The key the service checks this object's signatures with (a wrangler secret; see internal-signature.ts).
   if (env.INTERNAL_SECRET) vars.INTERNAL_SECRET = env.INTERNAL_SECRET;
-  if (env.R2_ACCOUNT_ID && env.R2_BUCKET && env.R2_ACCESS_KEY_ID && env.R2_SECRET_ACCESS_KEY) {
+  const endpoint = env.R2_ENDPOINT || (env.R2_ACCOUNT_ID && `https://${env.R2_ACCOUNT_ID}.r2.cloudflarestorage.com`);
+  if (endpoint && env.R2_BUCKET && env.R2_ACCESS_KEY_ID && env.R2_SECRET_ACCESS_KEY) {
     vars.Storage__Provider = "s3";
-    vars.Storage__S3__ServiceUrl = `https://${env.R2_ACCOUNT_ID}.r2.cloudflarestorage.com`;
+    vars.Storage__S3__ServiceUrl = endpoint;
     vars.Storage__S3__Bucket = env.R2_BUCKET;
     vars.Storage__S3__AccessKeyId = env.R2_ACCESS_KEY_ID;
     vars.Storage__S3__SecretAccessKey = env.R2_SECRET_ACCESS_KEY;
@@ -100,6 +117,14 @@ function containerEnvVars(env: Env & Partial<R2Vars>): Record<string, string> {
   }
   return vars;
 }
+
+/**
+ * How Cloudflare refuses a start beyond `max_instances` (through monitor(); the Container class then
+ * answers 500 "Failed to start container: …"). The local container runtime refuses with the same words.
+ */
+const MAX_INSTANCES_REACHED = /maximum number of running container instances exceeded/i;
+/** A user refused for lack of an instance may retry after this long (an instance stops, or one is provisioned). */
+const NO_INSTANCE_RETRY_AFTER_SECONDS = 10;
 
 /**
  * Every error the user sees is problem details. Two kinds of error response reach the DO without them:
@@ -118,9 +143,11 @@ async function asProblemDetails(response: Response, method: string): Promise<Res
   // Read the (short) body either way: an unread body keeps the container awake (containers#242).
   const text = await response.text();
   const detail = fromLibrary ? text : undefined;
-  const status = fromLibrary && response.status === 500 ? 502 : response.status;
+  const noInstance = fromLibrary && (response.status === 503 || MAX_INSTANCES_REACHED.test(text));
+  const status = noInstance ? 503 : fromLibrary && response.status === 500 ? 502 : response.status;
   const headers = new Headers(response.headers);
   headers.delete("Content-Length");
+  if (noInstance) headers.set("Retry-After", String(NO_INSTANCE_RETRY_AFTER_SECONDS));
   const result = problem(status, detail ?? "The upload service rejected the request.", headers);
   return method === "HEAD" ? new Response(null, { status, headers: result.headers }) : result;
 }

@@ -1,6 +1,6 @@
 import { env, runInDurableObject, SELF } from "cloudflare:test";
 import { describe, expect, inject, it } from "vitest";
-import { LocalContainer } from "../src/local-container";
+import { SharedContainer } from "../src/dev/shared-container";
 import type { UserAppContainer } from "../src/user-app-container";
 import type { Echo } from "./echo-server";
 import { BASE, bearer, tokenFor } from "./support";
@@ -8,9 +8,9 @@ import { BASE, bearer, tokenFor } from "./support";
 const echoOrigin = inject("echoOrigin");
 const closedOrigin = inject("closedOrigin");
 
-describe("LocalContainer (the ctx.container stand-in)", () => {
+describe("SharedContainer (the ctx.container stand-in of the shared mode)", () => {
   it("is not running until started, and cannot be started twice", () => {
-    const container = new LocalContainer(echoOrigin);
+    const container = new SharedContainer(echoOrigin);
     expect(container.running).toBe(false);
     container.start({ enableInternet: false });
     expect(container.running).toBe(true);
@@ -18,13 +18,13 @@ describe("LocalContainer (the ctx.container stand-in)", () => {
   });
 
   it("refuses monitor() and port fetches while not running", async () => {
-    const container = new LocalContainer(echoOrigin);
+    const container = new SharedContainer(echoOrigin);
     await expect(container.monitor()).rejects.toThrow(/not running/);
     await expect(container.getTcpPort(8000).fetch("http://ping/")).rejects.toThrow(/not running/);
   });
 
   it("resolves monitor() when a stopping signal ends it, and can start again", async () => {
-    const container = new LocalContainer(echoOrigin);
+    const container = new SharedContainer(echoOrigin);
     container.start();
     const exited = container.monitor();
     container.signal(1); // SIGHUP does not stop a process
@@ -37,7 +37,7 @@ describe("LocalContainer (the ctx.container stand-in)", () => {
   });
 
   it("rejects monitor() with the reason given to destroy()", async () => {
-    const container = new LocalContainer(echoOrigin);
+    const container = new SharedContainer(echoOrigin);
     container.start();
     const exited = container.monitor();
     await container.destroy(new Error("boom"));
@@ -46,7 +46,7 @@ describe("LocalContainer (the ctx.container stand-in)", () => {
   });
 
   it("forwards method, path, query, headers and body to the origin", async () => {
-    const container = new LocalContainer(echoOrigin);
+    const container = new SharedContainer(echoOrigin);
     container.start();
     const response = await container.getTcpPort(8000).fetch("http://10.0.0.1:8000//files/a?b=c%20d", {
       method: "POST",
@@ -60,13 +60,13 @@ describe("LocalContainer (the ctx.container stand-in)", () => {
   });
 
   it("reports a closed origin as 'not listening', the error the library retries on", async () => {
-    const container = new LocalContainer(closedOrigin);
+    const container = new SharedContainer(closedOrigin);
     container.start();
     await expect(container.getTcpPort(8000).fetch("http://ping/")).rejects.toThrow(/not listening on port 8000/);
   });
 });
 
-describe("UserAppContainer in local mode", () => {
+describe("UserAppContainer in the shared mode", () => {
   it("gets the stand-in, starts it through the Container class on first request, and knows its user", async () => {
     const userId = "stand-in-user";
     const stub = env.USER_CONTAINERS.getByName(userId);
