@@ -12,11 +12,14 @@ public static class AppHostExtensions
     /// </summary>
     public static string LocalDataPath(this IDistributedApplicationBuilder builder, string name)
     {
-        var root = builder.Configuration["LocalData:Root"] ?? Path.Combine(builder.RepositoryRoot(), ".data");
-        var path = Path.GetFullPath(Path.Combine(root, name));
+        var path = Path.GetFullPath(Path.Combine(builder.LocalDataRoot(), name));
         Directory.CreateDirectory(path);
         return path;
     }
+
+    /// <summary>`.data/` at the repository root (ignored by git), unless `LocalData:Root` points elsewhere.</summary>
+    public static string LocalDataRoot(this IDistributedApplicationBuilder builder) =>
+        Path.GetFullPath(builder.Configuration["LocalData:Root"] ?? Path.Combine(builder.RepositoryRoot(), ".data"));
 
     /// <summary>A missing prerequisite or a bad switch is one readable line, not a stack trace.</summary>
     internal static void ExitWithError(string message)

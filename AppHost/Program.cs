@@ -7,22 +7,38 @@ var authSecret = builder.AddParameter("auth-secret", secret: true);
 // generated for each run locally; in production a wrangler secret handed to the container.
 var internalSecret = builder.AddParameter("internal-secret", new GenerateParameterDefault { MinLength = 48, Special = false }, secret: true);
 
-// Services: the upload service as a .NET project or as the image from UploadService/Dockerfile
-// (`--upload-service project|container|auto`, see "Local modes" in the README); its files on its own disk,
-// or with `--storage s3` in a bucket of a local S3-compatible server `s3` (R2 in production)
-var uploadService = builder.AddUploadService("upload-service", internalSecret)
-    .WithSelectedStorage("s3");
+// Storage: a local S3-compatible server `s3` standing in for R2, where files outlive a sleeping container
+// (`--storage filesystem`: each instance's own disk instead, gone when it sleeps, as on Cloudflare without R2)
+var s3 = builder.AddLocalStorage("s3");
 
-// Edge: the Worker and its per-user Durable Objects under `wrangler dev`, forwarding to the upload service;
-// it also serves the upload page at / (the dashboard links to it signed in as a dev user)
-builder.AddWorker("worker")
+// Edge: the Worker and its per-user Durable Objects under `wrangler dev` (the development entry point, which
+// gives each Durable Object its local container); it also serves the upload page at / (the dashboard links to
+// it signed in as a dev user)
+var worker = builder.AddWorker("worker")
     .WithHttpEndpoint(port: builder.WorkerPort(), env: "PORT")
     .WithHttpHealthCheck("/health")
     .WithUploadPage(authSecret)
     .WithEnvironment("AUTH_SECRET", authSecret)
     .WithEnvironment(UploadServiceExtensions.InternalSecretVariable, internalSecret)
-    .WithEnvironment("CONTAINER_ORIGIN", uploadService.GetEndpoint("http"))
-    .WithOtlpExporter(OtlpProtocol.HttpJson)
-    .WaitFor(uploadService);
+    .WithOtlpExporter(OtlpProtocol.HttpJson);
+
+// Containers: what the Durable Objects run (`--upload-service`, see "Local modes" in the README). By default
+// each user's object gets its own upload-service instance from the local container runtime `user-containers`,
+// with the environment the object passes (secrets, storage, telemetry), as on Cloudflare; `shared` and
+// `container` run one upload service `upload-service` that every object forwards to.
+var mode = builder.SelectUploadServiceMode("upload-service");
+if (mode == UploadServiceMode.Project)
+{
+    var runtime = builder.AddContainerRuntime("user-containers");
+    worker.WithContainerRuntime(runtime)
+        .WithStorage(s3);
+}
+else
+{
+    var uploadService = builder.AddSharedUploadService("upload-service", mode, internalSecret)
+        .WithStorage(s3);
+    worker.WithEnvironment("CONTAINER_ORIGIN", uploadService.GetEndpoint("http"))
+        .WaitFor(uploadService);
+}
 
 builder.Build().Run();

@@ -10,10 +10,13 @@ public enum UploadServiceMode
 {
     /// <summary>Container when a container engine answers, else project.</summary>
     Auto,
-    /// <summary>The UploadService project on the host (needs only the .NET SDK).</summary>
+    /// <summary>One instance per user, each a process of the UploadService project, started on demand by the
+    /// local container runtime (needs only the .NET SDK).</summary>
     Project,
     /// <summary>The image built from UploadService/Dockerfile, the file wrangler.toml deploys.</summary>
     Container,
+    /// <summary>One UploadService project process that every user's Durable Object forwards to, e.g. to debug it.</summary>
+    Shared,
 }
 
 // The upload service in one of the local modes: the same endpoint, health check, storage and telemetry
@@ -30,20 +33,35 @@ public static class UploadServiceExtensions
     private static readonly TimeSpan EngineProbeTimeout = TimeSpan.FromSeconds(10);
 
     /// <summary>
-    /// Adds the upload service as a project or as a container from UploadService/Dockerfile. It accepts only
-    /// requests signed with <paramref name="internalSecret"/> (as the Durable Object signs them).
+    /// The mode asked for (<c>auto</c> resolved), said once in the AppHost's log: <c>project</c> runs an
+    /// instance per user through the container runtime, the others one upload service for every user.
     /// </summary>
-    public static IResourceBuilder<IResourceWithEndpoints> AddUploadService(
-        this IDistributedApplicationBuilder builder, string name, IResourceBuilder<ParameterResource> internalSecret)
+    public static UploadServiceMode SelectUploadServiceMode(this IDistributedApplicationBuilder builder, string name)
     {
         var (mode, reason) = builder.ResolveUploadServiceMode();
+        var how = mode switch
+        {
+            UploadServiceMode.Project => "a project, one instance per user",
+            UploadServiceMode.Shared => "a project shared by all users",
+            _ => "a container",
+        };
         builder.Eventing.Subscribe<BeforeStartEvent>((e, _) =>
         {
             e.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Aspire.Hosting.UploadService")
-                .LogInformation("{Name} runs as a {Mode}: {Reason}", name, mode.ToString().ToLowerInvariant(), reason);
+                .LogInformation("{Name} runs as {How}: {Reason}", name, how, reason);
             return Task.CompletedTask;
         });
+        return mode;
+    }
 
+    /// <summary>
+    /// Adds one upload service for every user, as a project (<paramref name="mode"/> shared) or as a container
+    /// from UploadService/Dockerfile. It accepts only requests signed with <paramref name="internalSecret"/> (as
+    /// the Durable Object signs them).
+    /// </summary>
+    public static IResourceBuilder<IResourceWithEndpoints> AddSharedUploadService(
+        this IDistributedApplicationBuilder builder, string name, UploadServiceMode mode, IResourceBuilder<ParameterResource> internalSecret)
+    {
         if (mode == UploadServiceMode.Container)
         {
             // The build context is the repository root, as in worker/wrangler.toml (image_build_context = "..").
@@ -63,37 +81,41 @@ public static class UploadServiceExtensions
 
 #pragma warning disable ASPIRECERTIFICATES001 // evaluation API; without it Aspire warns about a missing dev certificate
         return builder.AddProject<Projects.UploadService>(name)
-            .WithEnvironment("Storage__Root", builder.LocalDataPath("uploads"))
             .WithEnvironment(InternalSecretVariable, internalSecret)
             .WithHttpHealthCheck("/health")
             .WithoutHttpsCertificate(); // served over http locally: no dev certificate needed
 #pragma warning restore ASPIRECERTIFICATES001
     }
 
-    /// <summary>Configuration key of the storage backend; `--storage filesystem|s3` sets it too.</summary>
+    /// <summary>Configuration key of the storage backend; `--storage s3|filesystem` sets it too.</summary>
     public const string StorageKey = "Storage:Provider";
     private const string StorageSwitch = "storage";
     private const string LocalBucket = "uploads";
     private const string LocalS3Key = "S3RVER"; // s3rver's built-in account, local only
 
     /// <summary>
-    /// With `--storage s3` (or `Storage:Provider=s3`): runs s3rver, a local S3-compatible server from
-    /// tests/s3-server (npm), with its data in `.data/s3/`, and points the upload service's s3 backend at its
-    /// bucket, as R2 holds the files in production. With `filesystem` (the default) the service keeps its
-    /// files on its own disk and nothing is added.
+    /// Where files outlive a sleeping container. With <c>s3</c> (the default): s3rver, a local S3-compatible
+    /// server from tests/s3-server (npm), standing in for R2, with its data in <c>.data/s3/</c> and a bucket
+    /// <c>uploads</c>. With <c>filesystem</c>: nothing (null); each instance keeps its files on its own disk,
+    /// which is gone when it sleeps or stops, as on Cloudflare without R2, and the AppHost says so in its log.
     /// </summary>
-    public static IResourceBuilder<IResourceWithEndpoints> WithSelectedStorage(
-        this IResourceBuilder<IResourceWithEndpoints> uploadService, string s3Name)
+    public static IResourceBuilder<ExecutableResource>? AddLocalStorage(this IDistributedApplicationBuilder builder, string s3Name)
     {
-        var builder = uploadService.ApplicationBuilder;
-        var provider = builder.Configuration[StorageSwitch] ?? builder.Configuration[StorageKey] ?? "filesystem";
+        var provider = builder.Configuration[StorageSwitch] ?? builder.Configuration[StorageKey] ?? "s3";
         if (provider.Equals("filesystem", StringComparison.OrdinalIgnoreCase))
         {
-            return uploadService;
+            builder.Eventing.Subscribe<BeforeStartEvent>((e, _) =>
+            {
+                e.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Aspire.Hosting.UploadService").LogWarning(
+                    "Storage: filesystem. Each upload-service instance keeps its files on its own disk, which is deleted when " +
+                    "the instance sleeps or stops, as on Cloudflare without R2. Run with --storage s3 (the default) to keep them.");
+                return Task.CompletedTask;
+            });
+            return null;
         }
         if (!provider.Equals("s3", StringComparison.OrdinalIgnoreCase))
         {
-            AppHostExtensions.ExitWithError($"unknown storage '{provider}' ({StorageKey} / --{StorageSwitch}): use filesystem or s3.");
+            throw new InvalidOperationException($"unknown storage '{provider}' ({StorageKey} / --{StorageSwitch}): use s3 or filesystem.");
         }
 
         var serverDirectory = Path.Combine(builder.RepositoryRoot(), "tests", "s3-server");
@@ -110,11 +132,46 @@ public static class UploadServiceExtensions
         var endpoint = s3.GetEndpoint("http");
         s3.WithArgs(context => context.Args.Add(ReferenceExpression.Create($"--port={endpoint.Property(EndpointProperty.TargetPort)}")));
         install.WithParentRelationship(s3);
+        return s3;
+    }
 
+    /// <summary>
+    /// Per-user instances: the Worker gets the bucket's settings as it gets R2's in production (R2_* vars), and its
+    /// Durable Objects hand them to their instances in <c>envVars</c>. Nothing with the filesystem backend.
+    /// </summary>
+    public static IResourceBuilder<ExecutableResource> WithStorage(
+        this IResourceBuilder<ExecutableResource> worker, IResourceBuilder<ExecutableResource>? s3)
+    {
+        if (s3 is null) return worker;
+        return worker
+            .WithEnvironment("R2_ENDPOINT", s3.GetEndpoint("http"))
+            .WithEnvironment("R2_BUCKET", LocalBucket)
+            .WithEnvironment("R2_ACCESS_KEY_ID", LocalS3Key)
+            .WithEnvironment("R2_SECRET_ACCESS_KEY", LocalS3Key)
+            .WaitFor(s3);
+    }
+
+    /// <summary>
+    /// One shared upload service: its settings point at the bucket directly, or it keeps its files on its disk
+    /// (the project in <c>.data/uploads/</c>, which with s3 holds only part scratch files).
+    /// </summary>
+    public static IResourceBuilder<IResourceWithEndpoints> WithStorage(
+        this IResourceBuilder<IResourceWithEndpoints> uploadService, IResourceBuilder<ExecutableResource>? s3)
+    {
+        var builder = uploadService.ApplicationBuilder;
         // Both modes' resources (project, container) take environment and wait: reach them through those interfaces.
-        builder.CreateResourceBuilder((IResourceWithEnvironment)uploadService.Resource)
+        var service = builder.CreateResourceBuilder((IResourceWithEnvironment)uploadService.Resource);
+        if (uploadService.Resource is ProjectResource)
+        {
+            service.WithEnvironment("Storage__Root", builder.LocalDataPath("uploads"));
+        }
+        if (s3 is null)
+        {
+            return uploadService;
+        }
+        service
             .WithEnvironment("Storage__Provider", "s3")
-            .WithEnvironment("Storage__S3__ServiceUrl", endpoint)
+            .WithEnvironment("Storage__S3__ServiceUrl", s3.GetEndpoint("http"))
             .WithEnvironment("Storage__S3__Bucket", LocalBucket)
             .WithEnvironment("Storage__S3__AccessKeyId", LocalS3Key)
             .WithEnvironment("Storage__S3__SecretAccessKey", LocalS3Key)
@@ -130,11 +187,11 @@ public static class UploadServiceExtensions
         if (requested.Equals("wrangler", StringComparison.OrdinalIgnoreCase))
         {
             AppHostExtensions.ExitWithError("--upload-service wrangler is not run by the AppHost: with Docker, run `npx wrangler dev` in worker/ " +
-                "(containers enabled, one per user; see \"Local modes\" in the README). Use container, project or auto here.");
+                "(containers enabled, one per user; see \"Local modes\" in the README). Use project, container, shared or auto here.");
         }
         if (!Enum.TryParse<UploadServiceMode>(requested, ignoreCase: true, out var mode) || !Enum.IsDefined(mode))
         {
-            AppHostExtensions.ExitWithError($"unknown upload service mode '{requested}' ({ModeKey} / --{ModeSwitch}): use container, project or auto.");
+            AppHostExtensions.ExitWithError($"unknown upload service mode '{requested}' ({ModeKey} / --{ModeSwitch}): use project, container, shared or auto.");
         }
 
         var runtime = builder.Configuration["ASPIRE_CONTAINER_RUNTIME"]
@@ -142,7 +199,7 @@ public static class UploadServiceExtensions
             ?? "docker";
         return mode switch
         {
-            UploadServiceMode.Project => (mode, "asked for"),
+            UploadServiceMode.Project or UploadServiceMode.Shared => (mode, "asked for"),
             UploadServiceMode.Container => (mode, $"asked for (container engine: {runtime})"),
             _ => ContainerEngineAnswers(runtime, out var why)
                 ? (UploadServiceMode.Container, $"auto: `{runtime} info` answered")

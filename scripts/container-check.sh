@@ -306,6 +306,7 @@ data_root=$WORK/data
 dotnet build AppHost -nologo -v q >"$WORK/apphost-build.log" 2>&1 || { tail -n 20 "$WORK/apphost-build.log"; fail "AppHost builds"; finish; exit 1; }
 dotnet run --project AppHost --no-build -- \
   --upload-service container \
+  --storage filesystem \
   --Worker:Port="$worker_port" \
   --LocalData:Root="$data_root" \
   --ASPNETCORE_URLS="http://127.0.0.1:$(free_port)" \

@@ -1,0 +1,92 @@
+using System.Reflection;
+using System.Text.RegularExpressions;
+using Aspire.Hosting.ApplicationModel;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Aspire.Hosting;
+
+/// <summary>
+/// The local counterpart of Cloudflare's container runtime: each user's Durable Object asks it (through its
+/// stand-in <c>ctx.container</c>, worker/src/dev/runtime-container.ts) to start, signal, destroy and watch
+/// that object's own instance of the upload service, a process with its own port and throw-away data
+/// directory, at most <c>max_instances</c> at once. See "Local modes" in the README.
+/// </summary>
+public static partial class ContainerRuntimeExtensions
+{
+    public const string MaxInstancesKey = "Containers:MaxInstances";
+    public const string SleepAfterKey = "Containers:SleepAfter";
+
+    public static IResourceBuilder<ContainerRuntimeResource> AddContainerRuntime(this IDistributedApplicationBuilder builder, string name)
+    {
+        var maxInstances = builder.Configuration[MaxInstancesKey];
+        int? max = null;
+        if (maxInstances is not null)
+        {
+            max = int.TryParse(maxInstances, out var parsed) && parsed > 0
+                ? parsed
+                : throw new InvalidOperationException($"{MaxInstancesKey} must be a whole number above 0, not '{maxInstances}'.");
+        }
+        var sleepAfter = builder.Configuration[SleepAfterKey];
+        if (sleepAfter is not null && !SleepAfterFormat().IsMatch(sleepAfter))
+        {
+            throw new InvalidOperationException($"{SleepAfterKey} must be a duration such as 30s, 10m or 1h (what the Container class's sleepAfter takes), not '{sleepAfter}'.");
+        }
+
+        var settings = new ContainerRuntimeSettings(
+            UploadServiceDll: UploadServiceDll(),
+            InstancesRoot: Path.Combine(builder.LocalDataRoot(), "instances"),
+            WranglerToml: Path.Combine(builder.RepositoryRoot(), "worker", "wrangler.toml"),
+            MaxInstances: max,
+            SleepAfter: sleepAfter);
+        var runtime = new ContainerRuntimeResource(name, settings);
+        builder.Services.AddSingleton(runtime);
+        builder.Services.AddSingleton<LocalContainerRuntime>();
+        builder.Services.AddHostedService(services => services.GetRequiredService<LocalContainerRuntime>());
+        builder.Eventing.Subscribe<InitializeResourceEvent>(runtime, (e, cancellationToken) =>
+            e.Services.GetRequiredService<LocalContainerRuntime>().StartAsync(cancellationToken));
+        return builder.AddResource(runtime)
+            .WithInitialState(new CustomResourceSnapshot
+            {
+                ResourceType = "Container runtime",
+                State = KnownResourceStates.Starting,
+                Properties = [],
+            })
+            .ExcludeFromManifest();
+    }
+
+    /// <summary>Hands the Worker the runtime's address and key (and the local sleepAfter), once the runtime listens.</summary>
+    public static IResourceBuilder<ExecutableResource> WithContainerRuntime(
+        this IResourceBuilder<ExecutableResource> worker, IResourceBuilder<ContainerRuntimeResource> runtime)
+    {
+        return worker
+            .WithEnvironment(context =>
+            {
+                var resource = runtime.Resource;
+                context.EnvironmentVariables["CONTAINER_RUNTIME_URL"] = resource.Url?.ToString()
+                    ?? throw new InvalidOperationException($"{resource.Name} has not started.");
+                context.EnvironmentVariables["CONTAINER_RUNTIME_TOKEN"] = resource.Token;
+                if (resource.Settings.SleepAfter is { } sleepAfter)
+                {
+                    context.EnvironmentVariables["CONTAINERS_SLEEP_AFTER"] = sleepAfter;
+                }
+            })
+            .WaitFor(runtime);
+    }
+
+    /// <summary>
+    /// The upload service as built beside the AppHost (the AppHost's project reference builds it, in the same
+    /// configuration): what the image's <c>ENTRYPOINT ["dotnet", "UploadService.dll"]</c> runs.
+    /// </summary>
+    private static string UploadServiceDll()
+    {
+        var project = Path.GetDirectoryName(new Projects.UploadService().ProjectPath)!;
+        var configuration = typeof(ContainerRuntimeExtensions).Assembly.GetCustomAttribute<AssemblyConfigurationAttribute>()?.Configuration ?? "Debug";
+        var framework = $"net{Environment.Version.Major}.{Environment.Version.Minor}";
+        return Path.Combine(project, "bin", configuration, framework, "UploadService.dll");
+    }
+
+    // parseTimeExpression in @cloudflare/containers: a number of seconds, or with an s, m or h suffix.
+    [GeneratedRegex(@"^\d+[smh]?$")]
+    private static partial Regex SleepAfterFormat();
+}

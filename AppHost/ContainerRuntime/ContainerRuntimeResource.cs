@@ -1,0 +1,27 @@
+using System.Security.Cryptography;
+
+namespace Aspire.Hosting.ApplicationModel;
+
+/// <summary>
+/// The local container runtime (see <see cref="ContainerRuntimeExtensions"/>): in the dashboard, the parent of
+/// every upload-service instance the Durable Objects start.
+/// </summary>
+public sealed class ContainerRuntimeResource(string name, ContainerRuntimeSettings settings) : Resource(name)
+{
+    public ContainerRuntimeSettings Settings { get; } = settings;
+
+    /// <summary>The key the Worker's requests carry (<c>Authorization: Bearer …</c>); new for each run.</summary>
+    public string Token { get; } = Convert.ToHexString(RandomNumberGenerator.GetBytes(32));
+
+    /// <summary>Where the control API listens (loopback), once the runtime has started.</summary>
+    public Uri? Url { get; internal set; }
+}
+
+/// <summary>What the runtime starts and how many at once.</summary>
+/// <param name="UploadServiceDll">The built upload service that each instance runs.</param>
+/// <param name="InstancesRoot">Each instance's data directory is made here and deleted when it exits.</param>
+/// <param name="WranglerToml">Where <c>max_instances</c> is read from, unless <paramref name="MaxInstances"/> overrides it.</param>
+/// <param name="MaxInstances"><c>Containers:MaxInstances</c>, or null for the TOML's value.</param>
+/// <param name="SleepAfter"><c>Containers:SleepAfter</c> (e.g. <c>30s</c>), or null for the class's <c>sleepAfter</c>.</param>
+public sealed record ContainerRuntimeSettings(
+    string UploadServiceDll, string InstancesRoot, string WranglerToml, int? MaxInstances, string? SleepAfter);
