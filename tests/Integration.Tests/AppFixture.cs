@@ -43,6 +43,16 @@ public class AppFixture : IAsyncLifetime
     public Uri UploadServiceUrl { get; private set; } = null!;
     public Uri DashboardUrl { get; private set; } = null!;
 
+    /// <summary>
+    /// How the AppHost runs the upload service. Most tests pin one service for every user, on the filesystem
+    /// store (they look at its files, restart it, kill it and limit its heap); <see cref="PerUserAppFixture"/>
+    /// runs the default, an instance per user.
+    /// </summary>
+    protected virtual IEnumerable<string> ModeArguments => ["--UploadService:Mode=shared", "--storage=filesystem"];
+
+    /// <summary>The resource that is up once the upload service can be reached.</summary>
+    protected virtual string UploadServiceResource => "upload-service";
+
     /// <summary>AppHost arguments a variant of the fixture adds (e.g. <c>--storage=s3</c>).</summary>
     protected virtual IEnumerable<string> ExtraArguments => [];
 
@@ -53,8 +63,8 @@ public class AppFixture : IAsyncLifetime
         var appHost = await DistributedApplicationTestingBuilder.CreateAsync<Projects.AppHost>(
             [
                 // The upload service as a .NET project, on any machine: container mode is checked by
-                // scripts/container-check.sh, and the heap limit below applies to the project resource.
-                "--UploadService:Mode=project",
+                // scripts/container-check.sh.
+                .. ModeArguments,
                 $"--LocalData:Root={DataRoot}",
                 $"--Parameters:auth-secret={AuthSecret}",
                 $"--Parameters:internal-secret={InternalSecret}",
@@ -74,17 +84,20 @@ public class AppFixture : IAsyncLifetime
             .SetMinimumLevel(LogLevel.Warning)
             .AddFilter("Aspire.Hosting", LogLevel.Warning));
 
-        appHost.CreateResourceBuilder<ProjectResource>("upload-service")
-            .WithEnvironment("DOTNET_GCHeapHardLimit", UploadServiceHeapHardLimit);
+        if (appHost.Resources.OfType<ProjectResource>().Any(r => r.Name == "upload-service"))
+        {
+            appHost.CreateResourceBuilder<ProjectResource>("upload-service")
+                .WithEnvironment("DOTNET_GCHeapHardLimit", UploadServiceHeapHardLimit);
+        }
 
         App = await appHost.BuildAsync(cts.Token);
         await App.StartAsync(cts.Token);
-        await App.ResourceNotifications.WaitForResourceHealthyAsync("upload-service", cts.Token);
+        await App.ResourceNotifications.WaitForResourceHealthyAsync(UploadServiceResource, cts.Token);
         await App.ResourceNotifications.WaitForResourceHealthyAsync("worker", cts.Token);
         await App.ResourceNotifications.WaitForResourceHealthyAsync("aspire-dashboard", cts.Token);
 
         WorkerUrl = App.GetEndpoint("worker", "http");
-        UploadServiceUrl = App.GetEndpoint("upload-service", "http");
+        UploadServiceUrl = UploadServiceResource == "upload-service" ? App.GetEndpoint("upload-service", "http") : null!;
         // The dashboard's endpoints are proxied like every other, so the test builder randomizes them too.
         DashboardUrl = App.GetEndpoint("aspire-dashboard", "http");
     }

@@ -8,8 +8,6 @@ namespace Integration.Tests;
 [Collection(AppCollection.Name)]
 public sealed class TelemetryTests(AppFixture app)
 {
-    private static readonly TimeSpan TraceDeadline = TimeSpan.FromSeconds(60);
-
     [Fact]
     public async Task An_upload_is_one_trace_spanning_worker_durable_object_and_upload_service()
     {
@@ -26,14 +24,14 @@ public sealed class TelemetryTests(AppFixture app)
         using (var put = await client.SendAsync(request))
             Assert.Equal(HttpStatusCode.Created, put.StatusCode);
 
-        var spans = await WaitForTraceAsync(traceId, spans =>
-            spans.Any(s => s.Service == "worker" && !IsDurableObject(s))
-            && spans.Any(s => s.Service == "worker" && IsDurableObject(s))
+        var spans = await DashboardTraces.WaitForTraceAsync(app, traceId, spans =>
+            spans.Any(s => s.Service == "worker" && !DashboardTraces.IsDurableObject(s))
+            && spans.Any(s => s.Service == "worker" && DashboardTraces.IsDurableObject(s))
             && spans.Any(s => s.Service == "upload-service"));
 
         var summary = string.Join("; ", spans.Select(s => $"{s.Service}: {s.Name}"));
-        Assert.True(spans.Any(s => s.Service == "worker" && !IsDurableObject(s)), $"no Worker span in {summary}");
-        Assert.True(spans.Any(s => s.Service == "worker" && IsDurableObject(s)), $"no Durable Object span in {summary}");
+        Assert.True(spans.Any(s => s.Service == "worker" && !DashboardTraces.IsDurableObject(s)), $"no Worker span in {summary}");
+        Assert.True(spans.Any(s => s.Service == "worker" && DashboardTraces.IsDurableObject(s)), $"no Durable Object span in {summary}");
         Assert.True(spans.Any(s => s.Service == "upload-service"), $"no upload-service span in {summary}");
         // The Worker's first span continues the client's span, so all of it hangs off one parent.
         Assert.Contains(spans, s => s.ParentSpanId == parentSpanId);
@@ -57,7 +55,7 @@ public sealed class TelemetryTests(AppFixture app)
         using (var bad = new HttpRequestMessage(HttpMethod.Get, "/files") { Headers = { { "Authorization", $"Bearer {token}x" } } })
         using (var rejected = await client.SendAsync(bad))
             Assert.Equal(HttpStatusCode.Unauthorized, rejected.StatusCode);
-        await WaitForTraceAsync(traceId, spans => spans.Any(s => s.Service == "upload-service") && spans.Count >= 3);
+        await DashboardTraces.WaitForTraceAsync(app, traceId, spans => spans.Any(s => s.Service == "upload-service") && spans.Count >= 3);
 
         using var dashboard = new HttpClient { BaseAddress = app.DashboardUrl };
         dashboard.DefaultRequestHeaders.Add("X-API-Key", app.DashboardApiKey);
@@ -83,58 +81,5 @@ public sealed class TelemetryTests(AppFixture app)
                 Assert.False(text.Contains(secret, StringComparison.Ordinal), $"{what} appears in the {where}");
             Assert.False(Regex.IsMatch(text, "v1=[0-9a-f]{64}"), $"an internal signature appears in the {where}");
         }
-    }
-
-    private static bool IsDurableObject(Span span) =>
-        span.Name.Contains("Durable Object", StringComparison.OrdinalIgnoreCase)
-        || span.Name.Contains("UserAppContainer", StringComparison.Ordinal);
-
-    private async Task<List<Span>> WaitForTraceAsync(string traceId, Func<List<Span>, bool> complete)
-    {
-        using var dashboard = new HttpClient { BaseAddress = app.DashboardUrl };
-        dashboard.DefaultRequestHeaders.Add("X-API-Key", app.DashboardApiKey);
-
-        var spans = new List<Span>();
-        var deadline = DateTime.UtcNow + TraceDeadline;
-        while (DateTime.UtcNow < deadline)
-        {
-            using var response = await dashboard.GetAsync($"/api/telemetry/traces/{traceId}");
-            if (response.StatusCode == HttpStatusCode.OK)
-            {
-                spans = ParseSpans(await response.Content.ReadAsStringAsync());
-                if (complete(spans)) break;
-            }
-            else
-            {
-                Assert.True(response.StatusCode == HttpStatusCode.NotFound,
-                    $"dashboard telemetry API answered {(int)response.StatusCode}");
-            }
-            await Task.Delay(500);
-        }
-        return spans;
-    }
-
-    public sealed record Span(string Service, string Name, string? ParentSpanId);
-
-    private static List<Span> ParseSpans(string json)
-    {
-        var spans = new List<Span>();
-        using var document = JsonDocument.Parse(json);
-        foreach (var resourceSpans in document.RootElement.GetProperty("data").GetProperty("resourceSpans").EnumerateArray())
-        {
-            var service = resourceSpans.GetProperty("resource").GetProperty("attributes").EnumerateArray()
-                .Where(a => a.GetProperty("key").GetString() == "service.name")
-                .Select(a => a.GetProperty("value").GetProperty("stringValue").GetString())
-                .FirstOrDefault() ?? "";
-            foreach (var scopeSpans in resourceSpans.GetProperty("scopeSpans").EnumerateArray())
-            {
-                foreach (var span in scopeSpans.GetProperty("spans").EnumerateArray())
-                {
-                    var parent = span.TryGetProperty("parentSpanId", out var p) ? p.GetString() : null;
-                    spans.Add(new Span(service, span.GetProperty("name").GetString() ?? "", parent));
-                }
-            }
-        }
-        return spans;
     }
 }
