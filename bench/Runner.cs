@@ -1,3 +1,4 @@
+using System.Security.Cryptography;
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Net.Http.Headers;
@@ -215,7 +216,9 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
             if (code != 0) throw new InvalidOperationException($"dotnet build AppHost exited with {code}:\n{build.Tail()}");
         }
         var seconds = new List<double>();
-        for (var run = 0; run < Math.Max(2, plan.Runs - 1); run++)
+        var runs = Math.Max(2, plan.Runs - 1);
+        var authSecret = Convert.ToHexString(RandomNumberGenerator.GetBytes(32));
+        for (var run = 0; run < runs; run++)
         {
             var ports = Enumerable.Range(0, 5).Select(_ => Ports.Free()).ToArray();
             var data = Path.Combine(work, $"apphost-{run}");
@@ -233,6 +236,8 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
                     ["ASPIRE_RESOURCE_SERVICE_ENDPOINT_URL"] = $"http://127.0.0.1:{ports[3]}",
                     ["Worker__Port"] = ports[4].ToString(),
                     ["LocalData__Root"] = data,
+                    ["Parameters__auth-secret"] = authSecret,
+                    ["Containers__MaxInstances"] = (Wakes + 2).ToString(), // every woken user keeps its instance
                 }));
             try
             {
@@ -244,6 +249,7 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
                     return response.IsSuccessStatusCode;
                 }, TimeSpan.FromSeconds(180));
                 seconds.Add(clock.Elapsed.TotalSeconds);
+                if (run == runs - 1) await WakeInstances(new Uri($"http://127.0.0.1:{ports[4]}/"), authSecret, repo);
             }
             finally
             {
@@ -252,6 +258,70 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
         }
         report.Add(new Measurement("Start-up", "AppHost (project mode)", "start → all healthy", 0, "s", [.. seconds],
             "after a build; Worker /health through Aspire's proxy answers once the service is healthy (WaitFor)"));
+    }
+
+    const int Wakes = 10;
+    const string WakePath = "Worker → DO → new instance", WarmPath = "Worker → DO → warm instance", OwnStartPath = "upload service alone";
+
+    /// <summary>
+    /// Per-user instances (the AppHost's default mode): a 1 KiB PUT through the Worker for a user with no instance
+    /// (the Durable Object starts one), until its 201; the same PUT again, to the now warm instance; and the
+    /// instance's own start, exec → first 200 from /health, of the same build with the same kind of environment.
+    /// </summary>
+    async Task WakeInstances(Uri worker, string authSecret, string repo)
+    {
+        Console.WriteLine($"wakes ({Wakes} users, each its first request, then a second one):");
+        using var http = Client.CreateHttp();
+        var body = new byte[1024];
+        var cold = new List<double>();
+        var warm = new List<double>();
+        for (var i = 0; i < Wakes; i++)
+        {
+            var token = Stack.Token(authSecret, $"wake-{i}-{Guid.NewGuid():N}");
+            cold.Add(await TimedPut(http, worker, token, body));
+            warm.Add(await TimedPut(http, worker, token, body));
+        }
+
+        // The runtime runs the upload service built beside the AppHost (Debug, as `dotnet run --project AppHost` builds it).
+        var bin = Path.Combine(repo, "UploadService", "bin", "Debug", "net10.0");
+        var own = new List<double>();
+        for (var i = 0; i < Wakes; i++)
+        {
+            var port = Ports.Free();
+            var data = Directory.CreateTempSubdirectory("bench-instance-");
+            var clock = Stopwatch.StartNew();
+            await using var instance = Child.Start("instance", Stack.DotnetHost(), [Path.Combine(bin, "UploadService.dll")], bin,
+                new Dictionary<string, string>
+                {
+                    ["ASPNETCORE_URLS"] = $"http://127.0.0.1:{port}",
+                    ["Storage__Root"] = data.FullName,
+                    ["INTERNAL_SECRET"] = Convert.ToHexString(RandomNumberGenerator.GetBytes(32)),
+                    ["OTEL_EXPORTER_OTLP_ENDPOINT"] = "",
+                });
+            using var probe = Client.CreateHttp();
+            await instance.WaitReady(async () => (await probe.GetAsync($"http://127.0.0.1:{port}/health")).IsSuccessStatusCode, TimeSpan.FromSeconds(60));
+            own.Add(clock.Elapsed.TotalMilliseconds);
+            await instance.Stop(Child.Sigterm);
+            data.Delete(recursive: true);
+        }
+
+        var added = Stats.Median([.. cold]) - Stats.Median([.. own]);
+        report.Add(new Measurement("Wake", WakePath, "first request → 201 (1 KiB PUT)", 0, "ms", [.. cold],
+            $"the Durable Object starts the instance and waits for it; orchestration adds {added:0} ms to the service's own start (medians)"));
+        report.Add(new Measurement("Wake", WarmPath, "next request → 201 (1 KiB PUT)", 0, "ms", [.. warm], "the same users, their instances running"));
+        report.Add(new Measurement("Wake", OwnStartPath, "exec → first /health 200", 0, "ms", [.. own], "the same build, polled every 50 ms"));
+    }
+
+    static async Task<double> TimedPut(HttpClient http, Uri worker, string token, byte[] body)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Put, new Uri(worker, "files/wake.bin")) { Content = new ByteArrayContent(body) };
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
+        var clock = Stopwatch.StartNew();
+        using var response = await http.SendAsync(request);
+        var elapsed = clock.Elapsed.TotalMilliseconds;
+        if (response.StatusCode != System.Net.HttpStatusCode.Created)
+            throw new InvalidOperationException($"PUT through the Worker answered {(int)response.StatusCode}: {await response.Content.ReadAsStringAsync()}");
+        return elapsed;
     }
 
     /// <summary>Wall time of `dotnet test tests/Integration.Tests` after a build (one run: it takes minutes).</summary>
@@ -295,6 +365,9 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
                 : "filesystem store and s3 backend (s3rver)")));
         report.Ratios.Add(new Ratio("AppHost start to all healthy (s)", "AppHost", "—",
             report.Measurements.FirstOrDefault(m => m.Group == "Start-up")?.Median, 20, false, ""));
+        report.Ratios.Add(new Ratio("wake through the Worker / the service's own start", WakePath, OwnStartPath,
+            Divide(report.Measurements.FirstOrDefault(m => m.Path == WakePath)?.Median, report.Measurements.FirstOrDefault(m => m.Path == OwnStartPath)?.Median),
+            double.NaN, false, "how much of a wake is the upload service starting (1 = all of it)"));
 
         // Diagnostics: where the time goes between the pairs above.
         report.Ratios.Add(new Ratio($"service PUT {largest} / loopback HTTP into the sink", DirectPut, SinkPut,
