@@ -22,23 +22,23 @@ var worker = builder.AddWorker("worker")
     .WithEnvironment(UploadServiceExtensions.InternalSecretVariable, internalSecret)
     .WithOtlpExporter(OtlpProtocol.HttpJson);
 
-// Containers: what the Durable Objects run (`--upload-service`, see "Local modes" in the README). By default
-// each user's object gets its own upload-service instance from the local container runtime `user-containers`,
-// with the environment the object passes (secrets, storage, telemetry), as on Cloudflare; `shared` and
-// `container` run one upload service `upload-service` that every object forwards to.
+// Containers: what the Durable Objects run (`--upload-service`, see "Local modes" in the README). Each user's
+// object gets its own upload-service instance from the local container runtime `user-containers`, with the
+// environment the object passes (secrets, storage, telemetry), as on Cloudflare: a process of the project, or
+// with `container` a container of the image. `shared` runs one `upload-service` that every object forwards to.
 var mode = builder.SelectUploadServiceMode("upload-service");
-if (mode == UploadServiceMode.Project)
+if (mode == UploadServiceMode.Shared)
 {
-    var runtime = builder.AddContainerRuntime("user-containers");
-    worker.WithContainerRuntime(runtime)
-        .WithStorage(s3);
-}
-else
-{
-    var uploadService = builder.AddSharedUploadService("upload-service", mode, internalSecret)
+    var uploadService = builder.AddSharedUploadService("upload-service", internalSecret)
         .WithStorage(s3);
     worker.WithEnvironment("CONTAINER_ORIGIN", uploadService.GetEndpoint("http"))
         .WaitFor(uploadService);
+}
+else
+{
+    var runtime = builder.AddContainerRuntime("user-containers", mode == UploadServiceMode.Container ? builder.ContainerEngine() : null);
+    worker.WithContainerRuntime(runtime)
+        .WithStorage(s3);
 }
 
 builder.Build().Run();

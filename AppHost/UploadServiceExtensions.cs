@@ -13,28 +13,27 @@ public enum UploadServiceMode
     /// <summary>One instance per user, each a process of the UploadService project, started on demand by the
     /// local container runtime (needs only the .NET SDK).</summary>
     Project,
-    /// <summary>The image built from UploadService/Dockerfile, the file wrangler.toml deploys.</summary>
+    /// <summary>One instance per user, each a container of the image built from UploadService/Dockerfile, the file
+    /// wrangler.toml deploys, started on demand by the local container runtime (needs Docker or Podman).</summary>
     Container,
     /// <summary>One UploadService project process that every user's Durable Object forwards to, e.g. to debug it.</summary>
     Shared,
 }
 
-// The upload service in one of the local modes: the same endpoint, health check, storage and telemetry
-// wiring whether it runs as a .NET project or as the image that ships to Cloudflare.
+// How the AppHost runs the upload service (the local modes) and where its files go (the local S3 server or its disk).
 public static class UploadServiceExtensions
 {
-    /// <summary>Configuration key of the mode; `--upload-service container|project|auto` sets it too.</summary>
+    /// <summary>Configuration key of the mode; `--upload-service project|container|shared|auto` sets it too.</summary>
     public const string ModeKey = "UploadService:Mode";
     private const string ModeSwitch = "upload-service";
 
-    private const int ContainerPort = 8000;            // ASPNETCORE_HTTP_PORTS in the Dockerfile; defaultPort in the Durable Object
-    private const string ContainerDataPath = "/data";  // Storage__Root in the Dockerfile
     public const string InternalSecretVariable = "INTERNAL_SECRET"; // read by the service and the Durable Object
     private static readonly TimeSpan EngineProbeTimeout = TimeSpan.FromSeconds(10);
 
     /// <summary>
-    /// The mode asked for (<c>auto</c> resolved), said once in the AppHost's log: <c>project</c> runs an
-    /// instance per user through the container runtime, the others one upload service for every user.
+    /// The mode asked for (<c>auto</c> resolved), said once in the AppHost's log: <c>project</c> and
+    /// <c>container</c> run an instance per user through the container runtime, <c>shared</c> one upload
+    /// service for every user.
     /// </summary>
     public static UploadServiceMode SelectUploadServiceMode(this IDistributedApplicationBuilder builder, string name)
     {
@@ -43,7 +42,7 @@ public static class UploadServiceExtensions
         {
             UploadServiceMode.Project => "a project, one instance per user",
             UploadServiceMode.Shared => "a project shared by all users",
-            _ => "a container",
+            _ => "a container, one per user",
         };
         builder.Eventing.Subscribe<BeforeStartEvent>((e, _) =>
         {
@@ -55,30 +54,13 @@ public static class UploadServiceExtensions
     }
 
     /// <summary>
-    /// Adds one upload service for every user, as a project (<paramref name="mode"/> shared) or as a container
-    /// from UploadService/Dockerfile. It accepts only requests signed with <paramref name="internalSecret"/> (as
-    /// the Durable Object signs them).
+    /// <c>--upload-service shared</c>: one upload service, the UploadService project, for every user (e.g. to
+    /// attach a debugger). It accepts only requests signed with <paramref name="internalSecret"/> (as the Durable
+    /// Object signs them).
     /// </summary>
-    public static IResourceBuilder<IResourceWithEndpoints> AddSharedUploadService(
-        this IDistributedApplicationBuilder builder, string name, UploadServiceMode mode, IResourceBuilder<ParameterResource> internalSecret)
+    public static IResourceBuilder<ProjectResource> AddSharedUploadService(
+        this IDistributedApplicationBuilder builder, string name, IResourceBuilder<ParameterResource> internalSecret)
     {
-        if (mode == UploadServiceMode.Container)
-        {
-            // The build context is the repository root, as in worker/wrangler.toml (image_build_context = "..").
-            // The image runs as uid 1654 ("app"), which does not own the host folder: let it write there.
-            var dataPath = builder.LocalDataPath("container-uploads");
-            if (!OperatingSystem.IsWindows())
-            {
-                File.SetUnixFileMode(dataPath, (UnixFileMode)0b111_111_111);
-            }
-            return builder.AddDockerfile(name, builder.RepositoryRoot(), "UploadService/Dockerfile")
-                .WithHttpEndpoint(targetPort: ContainerPort, name: "http")
-                .WithBindMount(dataPath, ContainerDataPath)
-                .WithEnvironment(InternalSecretVariable, internalSecret)
-                .WithOtlpExporter()
-                .WithHttpHealthCheck("/health");
-        }
-
 #pragma warning disable ASPIRECERTIFICATES001 // evaluation API; without it Aspire warns about a missing dev certificate
         return builder.AddProject<Projects.UploadService>(name)
             .WithEnvironment(InternalSecretVariable, internalSecret)
@@ -86,6 +68,10 @@ public static class UploadServiceExtensions
             .WithoutHttpsCertificate(); // served over http locally: no dev certificate needed
 #pragma warning restore ASPIRECERTIFICATES001
     }
+
+    /// <summary>The container engine Aspire would use: <c>ASPIRE_CONTAINER_RUNTIME</c>, else docker.</summary>
+    public static string ContainerEngine(this IDistributedApplicationBuilder builder) =>
+        builder.Configuration["ASPIRE_CONTAINER_RUNTIME"] ?? builder.Configuration["DOTNET_ASPIRE_CONTAINER_RUNTIME"] ?? "docker";
 
     /// <summary>Configuration key of the storage backend; `--storage s3|filesystem` sets it too.</summary>
     public const string StorageKey = "Storage:Provider";
@@ -96,21 +82,13 @@ public static class UploadServiceExtensions
     /// <summary>
     /// Where files outlive a sleeping container. With <c>s3</c> (the default): s3rver, a local S3-compatible
     /// server from tests/s3-server (npm), standing in for R2, with its data in <c>.data/s3/</c> and a bucket
-    /// <c>uploads</c>. With <c>filesystem</c>: nothing (null); each instance keeps its files on its own disk,
-    /// which is gone when it sleeps or stops, as on Cloudflare without R2, and the AppHost says so in its log.
+    /// <c>uploads</c>. With <c>filesystem</c>: nothing (null); the upload service keeps its files on its own disk.
     /// </summary>
     public static IResourceBuilder<ExecutableResource>? AddLocalStorage(this IDistributedApplicationBuilder builder, string s3Name)
     {
         var provider = builder.Configuration[StorageSwitch] ?? builder.Configuration[StorageKey] ?? "s3";
         if (provider.Equals("filesystem", StringComparison.OrdinalIgnoreCase))
         {
-            builder.Eventing.Subscribe<BeforeStartEvent>((e, _) =>
-            {
-                e.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Aspire.Hosting.UploadService").LogWarning(
-                    "Storage: filesystem. Each upload-service instance keeps its files on its own disk, which is deleted when " +
-                    "the instance sleeps or stops, as on Cloudflare without R2. Run with --storage s3 (the default) to keep them.");
-                return Task.CompletedTask;
-            });
             return null;
         }
         if (!provider.Equals("s3", StringComparison.OrdinalIgnoreCase))
@@ -137,12 +115,22 @@ public static class UploadServiceExtensions
 
     /// <summary>
     /// Per-user instances: the Worker gets the bucket's settings as it gets R2's in production (R2_* vars), and its
-    /// Durable Objects hand them to their instances in <c>envVars</c>. Nothing with the filesystem backend.
+    /// Durable Objects hand them to their instances in <c>envVars</c>. With the filesystem backend, a warning.
     /// </summary>
     public static IResourceBuilder<ExecutableResource> WithStorage(
         this IResourceBuilder<ExecutableResource> worker, IResourceBuilder<ExecutableResource>? s3)
     {
-        if (s3 is null) return worker;
+        if (s3 is null)
+        {
+            worker.ApplicationBuilder.Eventing.Subscribe<BeforeStartEvent>((e, _) =>
+            {
+                e.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Aspire.Hosting.UploadService").LogWarning(
+                    "Storage: filesystem. Each upload-service instance keeps its files on its own disk, which is deleted when " +
+                    "the instance sleeps or stops, as on Cloudflare without R2. Run with --storage s3 (the default) to keep them.");
+                return Task.CompletedTask;
+            });
+            return worker;
+        }
         return worker
             .WithEnvironment("R2_ENDPOINT", s3.GetEndpoint("http"))
             .WithEnvironment("R2_BUCKET", LocalBucket)
@@ -152,31 +140,25 @@ public static class UploadServiceExtensions
     }
 
     /// <summary>
-    /// One shared upload service: its settings point at the bucket directly, or it keeps its files on its disk
-    /// (the project in <c>.data/uploads/</c>, which with s3 holds only part scratch files).
+    /// The shared upload service: its settings point at the bucket directly, or it keeps its files on its disk in
+    /// <c>.data/uploads/</c> (which with s3 holds only part scratch files).
     /// </summary>
-    public static IResourceBuilder<IResourceWithEndpoints> WithStorage(
-        this IResourceBuilder<IResourceWithEndpoints> uploadService, IResourceBuilder<ExecutableResource>? s3)
+    public static IResourceBuilder<ProjectResource> WithStorage(
+        this IResourceBuilder<ProjectResource> uploadService, IResourceBuilder<ExecutableResource>? s3)
     {
-        var builder = uploadService.ApplicationBuilder;
-        // Both modes' resources (project, container) take environment and wait: reach them through those interfaces.
-        var service = builder.CreateResourceBuilder((IResourceWithEnvironment)uploadService.Resource);
-        if (uploadService.Resource is ProjectResource)
-        {
-            service.WithEnvironment("Storage__Root", builder.LocalDataPath("uploads"));
-        }
+        uploadService.WithEnvironment("Storage__Root", uploadService.ApplicationBuilder.LocalDataPath("uploads"));
         if (s3 is null)
         {
             return uploadService;
         }
-        service
+        uploadService
             .WithEnvironment("Storage__Provider", "s3")
             .WithEnvironment("Storage__S3__ServiceUrl", s3.GetEndpoint("http"))
             .WithEnvironment("Storage__S3__Bucket", LocalBucket)
             .WithEnvironment("Storage__S3__AccessKeyId", LocalS3Key)
             .WithEnvironment("Storage__S3__SecretAccessKey", LocalS3Key)
-            .WithEnvironment("Storage__S3__Region", "auto");
-        builder.CreateResourceBuilder((IResourceWithWaitSupport)uploadService.Resource).WaitFor(s3);
+            .WithEnvironment("Storage__S3__Region", "auto")
+            .WaitFor(s3);
         return uploadService;
     }
 
@@ -194,9 +176,7 @@ public static class UploadServiceExtensions
             AppHostExtensions.ExitWithError($"unknown upload service mode '{requested}' ({ModeKey} / --{ModeSwitch}): use project, container, shared or auto.");
         }
 
-        var runtime = builder.Configuration["ASPIRE_CONTAINER_RUNTIME"]
-            ?? builder.Configuration["DOTNET_ASPIRE_CONTAINER_RUNTIME"]
-            ?? "docker";
+        var runtime = builder.ContainerEngine();
         return mode switch
         {
             UploadServiceMode.Project or UploadServiceMode.Shared => (mode, "asked for"),

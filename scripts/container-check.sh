@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Same image, same TOML: builds the unchanged UploadService/Dockerfile with podman, checks the image the
 # way the Durable Object uses it (HTTP on port 8000, as the non-root user), then runs the AppHost in
-# container mode against it and does a round trip through the Worker.
+# container mode (a container of the image per user) and checks round trips, two users' containers and
+# one of them sleeping, through the Worker.
 #
 #   bash scripts/container-check.sh
 #
@@ -284,11 +285,12 @@ fi
 took "wrangler dry run"
 
 # ---------------------------------------------------------------------------------------------------------
-step "AppHost in container mode: a round trip through the Worker"
-# The AppHost builds the image itself (AddDockerfile, through podman) from the same Dockerfile and context.
-# Aspire's container network tunnel is built on an image that cannot be pulled here: without it the
-# container reaches the host at host.containers.internal (telemetry from the container is lost here).
-export ASPIRE_CONTAINER_RUNTIME=podman ASPIRE_ENABLE_CONTAINER_TUNNEL=false
+step "AppHost in container mode: a container of the image per user, through the Worker"
+# The local container runtime builds the image itself (podman build) from the same Dockerfile and context and
+# runs each user's instance as a container of it, on the host network (the OTLP and S3 addresses the Durable
+# Object passes are on this machine's loopback). Instances sleep after SLEEP_AFTER seconds without requests.
+export ASPIRE_CONTAINER_RUNTIME=podman
+SLEEP_AFTER=12
 # Every process started below inherits this marker: what still carries it after the stop is a leftover.
 export CONTAINER_CHECK_RUN="run-$$-$RANDOM"
 marked_processes() {   # "pid command" of each, leaving out this script's own shell tools
@@ -306,7 +308,7 @@ data_root=$WORK/data
 dotnet build AppHost -nologo -v q >"$WORK/apphost-build.log" 2>&1 || { tail -n 20 "$WORK/apphost-build.log"; fail "AppHost builds"; finish; exit 1; }
 dotnet run --project AppHost --no-build -- \
   --upload-service container \
-  --storage filesystem \
+  --Containers:SleepAfter="${SLEEP_AFTER}s" \
   --Worker:Port="$worker_port" \
   --LocalData:Root="$data_root" \
   --ASPNETCORE_URLS="http://127.0.0.1:$(free_port)" \
@@ -316,44 +318,67 @@ dotnet run --project AppHost --no-build -- \
   </dev/null >"$WORK/apphost.log" 2>&1 &
 apphost_pid=$!
 worker=http://127.0.0.1:$worker_port
-# The Worker waits for the upload service to be healthy, so its /health means both are up.
-if wait_for_200 "$worker/health" 240; then
-  pass "AppHost (container mode) starts the image and the Worker ($((SECONDS - step_start)) s)"
+# The Worker waits for the runtime, which builds the image first: its /health means both are up.
+if wait_for_200 "$worker/health" 300; then
+  pass "AppHost (container mode) builds the image and starts the Worker ($((SECONDS - step_start)) s)"
 else
   tail -n 40 "$WORK/apphost.log"
-  fail "AppHost (container mode) starts the image and the Worker"
+  fail "AppHost (container mode) builds the image and starts the Worker"
 fi
-if grep -q "upload-service runs as a container" "$WORK/apphost.log"; then
+if grep -q "upload-service runs as a container, one per user" "$WORK/apphost.log"; then
   pass "AppHost says: $(grep -o 'upload-service runs as a container.*' "$WORK/apphost.log" | head -n 1)"
 else
-  fail "AppHost logs that upload-service runs as a container"
-fi
-if [ -n "$(podman ps --filter name=upload-service --format '{{.Names}}')" ]; then
-  pass "the upload service runs as a podman container ($(podman ps --filter name=upload-service --format '{{.Image}}' | head -n 1))"
-else
-  fail "the upload service runs as a podman container"
+  fail "AppHost logs that upload-service runs as a container, one per user"
 fi
 
-token=$(cd worker && npm run -s token -- "$CHECK_USER" | tail -n 1) || token=""
-status=$(curl -s -o "$WORK/wput.json" -w '%{http_code}' -H "Authorization: Bearer $token" \
+user_a=$CHECK_USER-a user_b=$CHECK_USER-b
+token_a=$(cd worker && npm run -s token -- "$user_a" | tail -n 1) || token_a=""
+token_b=$(cd worker && npm run -s token -- "$user_b" | tail -n 1) || token_b=""
+status=$(curl -s -o "$WORK/wput.json" -w '%{http_code}' -H "Authorization: Bearer $token_a" \
   -T "$WORK/sample.bin" "$worker/files/through-worker/sample.bin" || true)
 if [ "$status" = 201 ] && grep -q "\"sha256\":\"$expected\"" "$WORK/wput.json"; then
-  pass "PUT through the Worker -> 201 with the sent file's sha256"
+  pass "PUT through the Worker (a user's first request starts their container) -> 201 with the sent file's sha256"
 else
-  fail "PUT through the Worker -> 201 with the sent file's sha256" "status $status, body $(head -c 300 "$WORK/wput.json" 2>/dev/null)"
+  fail "PUT through the Worker (a user's first request starts their container) -> 201 with the sent file's sha256" "status $status, body $(head -c 300 "$WORK/wput.json" 2>/dev/null)"
 fi
-status=$(curl -s -o "$WORK/wget.bin" -w '%{http_code}' -H "Authorization: Bearer $token" "$worker/files/through-worker/sample.bin" || true)
+status=$(curl -s -o "$WORK/wget.bin" -w '%{http_code}' -H "Authorization: Bearer $token_a" "$worker/files/through-worker/sample.bin" || true)
 if [ "$status" = 200 ] && [ "$(sha256sum "$WORK/wget.bin" | cut -d' ' -f1)" = "$expected" ]; then
   pass "GET through the Worker returns the same bytes (sha256)"
 else
   fail "GET through the Worker returns the same bytes (sha256)" "status $status"
 fi
-# The file landed in the bind-mounted data folder on the host, written by the container's user.
-owners=$(find "$data_root/container-uploads" -type f -printf '%U\n' 2>/dev/null | sort -u | tr '\n' ' ')
-if [ "$owners" = "1654 " ]; then
-  pass "the file is in the host's data folder (bind mount), owned by uid 1654"
+status=$(curl -s -o "$WORK/wput-b.json" -w '%{http_code}' -H "Authorization: Bearer $token_b" -T "$WORK/sample.bin" "$worker/files/b.bin" || true)
+[ "$status" = 201 ] || fail "PUT through the Worker for a second user -> 201" "status $status"
+
+# One container of the image per user, each running the service as the Dockerfile's user.
+instance_a=upload-instance-$user_a-1 instance_b=upload-instance-$user_b-1
+running=$(podman ps --filter label=upload-instance --format '{{.Names}} {{.Image}}' | sort)
+if grep -qx "$instance_a localhost/upload-service-instance:dev" <<<"$running" && grep -qx "$instance_b localhost/upload-service-instance:dev" <<<"$running"; then
+  pass "two users -> two podman containers of the image built from the unchanged Dockerfile"
 else
-  fail "the file is in the host's data folder (bind mount), owned by uid 1654" "owners '$owners'"
+  fail "two users -> two podman containers of the image built from the unchanged Dockerfile" "running: $(tr '\n' ';' <<<"$running")"
+fi
+uid=$(podman exec "$instance_a" sh -c 'awk "/^Uid:/ {print \$2}" /proc/1/status' 2>/dev/null || true)
+if [ "$uid" = 1654 ]; then pass "the instance's service runs as uid 1654 (non-root)"; else fail "the instance's service runs as uid 1654 (non-root)" "uid '$uid'"; fi
+
+# Sleep: the second user goes quiet, the first keeps making requests; the second's container is removed
+# after sleepAfter (SIGTERM, --rm), the first's keeps running, and the second's file is still there (the
+# bucket) when their next request starts a new container.
+deadline=$((SECONDS + SLEEP_AFTER + 90))
+while podman container exists "$instance_b" && [ $SECONDS -lt $deadline ]; do
+  curl -s -o /dev/null -H "Authorization: Bearer $token_a" "$worker/files" || true
+  sleep 2
+done
+if ! podman container exists "$instance_b" && podman container exists "$instance_a"; then
+  pass "the idle user's container slept (removed) while the busy user's kept running"
+else
+  fail "the idle user's container slept (removed) while the busy user's kept running" "$(podman ps -a --filter label=upload-instance --format '{{.Names}} {{.Status}}' | tr '\n' ';')"
+fi
+status=$(curl -s -o "$WORK/wget-b.bin" -w '%{http_code}' -H "Authorization: Bearer $token_b" "$worker/files/b.bin" || true)
+if [ "$status" = 200 ] && [ "$(sha256sum "$WORK/wget-b.bin" | cut -d' ' -f1)" = "$expected" ] && podman container exists "upload-instance-$user_b-2"; then
+  pass "the next request wakes a new container, which finds the file in the bucket"
+else
+  fail "the next request wakes a new container, which finds the file in the bucket" "status $status"
 fi
 log "processes of this run while it is up:$(marked_processes | awk '{n = split($2, p, "/"); print p[n]}' | sort | uniq -c | awk '{printf " %s x%s", $2, $1}')"
 
@@ -368,7 +393,7 @@ fi
 apphost_pid=""
 deadline=$((SECONDS + 30))
 while [ $SECONDS -lt $deadline ]; do
-  leftovers=$(marked_processes; podman ps -a --filter name=upload-service --format '{{.Names}}')
+  leftovers=$(marked_processes; podman ps -a --filter label=upload-instance --format '{{.Names}}')
   [ -z "$leftovers" ] && break
   sleep 1
 done
@@ -377,7 +402,5 @@ if [ -z "$leftovers" ]; then
 else
   fail "after SIGTERM no container, workerd or dcp of this run is left" "$(echo "$leftovers" | tr '\n' ';')"
 fi
-# The AppHost tags each build of the image anew; drop those tags (the layers stay cached).
-podman images --format '{{.Repository}}:{{.Tag}}' | grep '^localhost/upload-service:' | xargs -r podman rmi >/dev/null 2>&1 || true
 took "AppHost container mode"
 finish

@@ -3,6 +3,7 @@ using System.Text.RegularExpressions;
 using Aspire.Hosting.ApplicationModel;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 
 namespace Aspire.Hosting;
 
@@ -17,7 +18,12 @@ public static partial class ContainerRuntimeExtensions
     public const string MaxInstancesKey = "Containers:MaxInstances";
     public const string SleepAfterKey = "Containers:SleepAfter";
 
-    public static IResourceBuilder<ContainerRuntimeResource> AddContainerRuntime(this IDistributedApplicationBuilder builder, string name)
+    /// <summary>
+    /// Adds the runtime. With <paramref name="engine"/> (docker or podman) each instance is a container of the image
+    /// built from UploadService/Dockerfile, the file wrangler.toml deploys; without, a process of the built project.
+    /// </summary>
+    public static IResourceBuilder<ContainerRuntimeResource> AddContainerRuntime(
+        this IDistributedApplicationBuilder builder, string name, string? engine = null)
     {
         var maxInstances = builder.Configuration[MaxInstancesKey];
         int? max = null;
@@ -35,6 +41,8 @@ public static partial class ContainerRuntimeExtensions
 
         var settings = new ContainerRuntimeSettings(
             UploadServiceDll: UploadServiceDll(),
+            // The build context is the repository root, as in worker/wrangler.toml (image_build_context = "..").
+            Image: engine is null ? null : new ContainerImage(engine, "UploadService/Dockerfile", builder.RepositoryRoot(), "localhost/upload-service-instance:dev"),
             InstancesRoot: Path.Combine(builder.LocalDataRoot(), "instances"),
             WranglerToml: Path.Combine(builder.RepositoryRoot(), "worker", "wrangler.toml"),
             MaxInstances: max,
@@ -43,8 +51,19 @@ public static partial class ContainerRuntimeExtensions
         builder.Services.AddSingleton(runtime);
         builder.Services.AddSingleton<LocalContainerRuntime>();
         builder.Services.AddHostedService(services => services.GetRequiredService<LocalContainerRuntime>());
-        builder.Eventing.Subscribe<InitializeResourceEvent>(runtime, (e, cancellationToken) =>
-            e.Services.GetRequiredService<LocalContainerRuntime>().StartAsync(cancellationToken));
+        builder.Eventing.Subscribe<InitializeResourceEvent>(runtime, async (e, cancellationToken) =>
+        {
+            try
+            {
+                await e.Services.GetRequiredService<LocalContainerRuntime>().StartAsync(cancellationToken);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                // The Worker waits for the runtime: a runtime that cannot start fails it too, with this reason in the log.
+                e.Logger.LogError("{Message}", ex.Message);
+                await e.Notifications.PublishUpdateAsync(runtime, s => s with { State = KnownResourceStates.FailedToStart });
+            }
+        });
         return builder.AddResource(runtime)
             .WithInitialState(new CustomResourceSnapshot
             {

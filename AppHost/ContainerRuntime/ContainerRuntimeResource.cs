@@ -18,10 +18,14 @@ public sealed class ContainerRuntimeResource(string name, ContainerRuntimeSettin
 }
 
 /// <summary>What the runtime starts and how many at once.</summary>
-/// <param name="UploadServiceDll">The built upload service that each instance runs.</param>
-/// <param name="InstancesRoot">Each instance's data directory is made here and deleted when it exits.</param>
+/// <param name="UploadServiceDll">The built upload service that each instance runs as a process.</param>
+/// <param name="Image">In container mode, the image each instance is a container of (else null: processes).</param>
+/// <param name="InstancesRoot">Each process's data directory is made here and deleted when it exits.</param>
 /// <param name="WranglerToml">Where <c>max_instances</c> is read from, unless <paramref name="MaxInstances"/> overrides it.</param>
 /// <param name="MaxInstances"><c>Containers:MaxInstances</c>, or null for the TOML's value.</param>
 /// <param name="SleepAfter"><c>Containers:SleepAfter</c> (e.g. <c>30s</c>), or null for the class's <c>sleepAfter</c>.</param>
 public sealed record ContainerRuntimeSettings(
-    string UploadServiceDll, string InstancesRoot, string WranglerToml, int? MaxInstances, string? SleepAfter);
+    string UploadServiceDll, ContainerImage? Image, string InstancesRoot, string WranglerToml, int? MaxInstances, string? SleepAfter);
+
+/// <summary>The image built from <paramref name="Dockerfile"/> in <paramref name="Context"/> as <paramref name="Tag"/>, by <paramref name="Engine"/> (docker or podman).</summary>
+public sealed record ContainerImage(string Engine, string Dockerfile, string Context, string Tag);

@@ -76,13 +76,21 @@ public sealed partial class LocalContainerRuntime(
         _log = loggers.GetLogger(resource);
         var settings = resource.Settings;
         MaxInstances = settings.MaxInstances ?? WranglerToml.MaxInstances(settings.WranglerToml, "UserAppContainer");
-        if (!File.Exists(settings.UploadServiceDll))
+        if (settings.Image is { } image)
         {
-            throw new InvalidOperationException($"{settings.UploadServiceDll} is missing: build the solution (dotnet build) before running the AppHost.");
+            await RemoveLeftoverContainersAsync(image, cancellationToken);
+            await BuildImageAsync(image, cancellationToken);
         }
-        // Data directories of a run that did not stop cleanly: no instance of this run owns them.
-        if (Directory.Exists(settings.InstancesRoot)) Directory.Delete(settings.InstancesRoot, recursive: true);
-        Directory.CreateDirectory(settings.InstancesRoot);
+        else
+        {
+            if (!File.Exists(settings.UploadServiceDll))
+            {
+                throw new InvalidOperationException($"{settings.UploadServiceDll} is missing: build the solution (dotnet build) before running the AppHost.");
+            }
+            // Data directories of a run that did not stop cleanly: no instance of this run owns them.
+            if (Directory.Exists(settings.InstancesRoot)) Directory.Delete(settings.InstancesRoot, recursive: true);
+            Directory.CreateDirectory(settings.InstancesRoot);
+        }
 
         var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions());
         builder.WebHost.UseKestrelCore().ConfigureKestrel(kestrel => kestrel.Listen(IPAddress.Loopback, 0));
@@ -98,8 +106,8 @@ public sealed partial class LocalContainerRuntime(
         var address = api.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single();
         resource.Url = new Uri(address);
 
-        _log.LogInformation("Listening on {Url}; at most {Max} instances (max_instances), each a process of {Dll}",
-            resource.Url, MaxInstances, settings.UploadServiceDll);
+        _log.LogInformation("Listening on {Url}; at most {Max} instances (max_instances), each {What}",
+            resource.Url, MaxInstances, What);
         await notifications.PublishUpdateAsync(resource, s => s with
         {
             State = KnownResourceStates.Running,
@@ -186,7 +194,7 @@ public sealed partial class LocalContainerRuntime(
             var id = $"{request.Name}-{count}";
             var log = loggers.GetLogger(id);
             instance = UploadServiceInstance.Start(id, request.Name, request.DurableObjectId, request.Env ?? new Dictionary<string, string>(),
-                resource.Settings.UploadServiceDll, Path.Combine(resource.Settings.InstancesRoot, id), FreePort(), log);
+                resource.Settings, FreePort(), log);
             _instances[id] = instance;
         }
         _log.LogInformation("Started {Id} for user {User}: pid {Pid}, port {Port}", instance.Id, instance.User, instance.ProcessId, instance.Port);
@@ -271,6 +279,49 @@ public sealed partial class LocalContainerRuntime(
         await PublishAsync(instance, KnownResourceStates.Exited, code == 0 ? KnownResourceStateStyles.Info : KnownResourceStateStyles.Error, code);
     }
 
+    private string What => resource.Settings.Image is { } image
+        ? $"a container of {image.Tag} ({image.Engine})"
+        : $"a process of {resource.Settings.UploadServiceDll}";
+
+    /// <summary>Builds the image from the unchanged Dockerfile (layers cached by the engine between runs).</summary>
+    private async Task BuildImageAsync(ContainerImage image, CancellationToken cancellationToken)
+    {
+        _log.LogInformation("Building {Tag} from {Dockerfile} with {Engine}", image.Tag, image.Dockerfile, image.Engine);
+        var code = await RunEngineAsync(image.Engine, ["build", "-f", image.Dockerfile, "-t", image.Tag, "."], image.Context, cancellationToken);
+        if (code != 0)
+        {
+            throw new InvalidOperationException($"`{image.Engine} build -f {image.Dockerfile} .` exited with {code} (its output is in the log of {resource.Name}).");
+        }
+    }
+
+    /// <summary>Containers of a run that did not stop cleanly (they carry the label <c>upload-instance</c>).</summary>
+    private async Task RemoveLeftoverContainersAsync(ContainerImage image, CancellationToken cancellationToken)
+    {
+        var names = new List<string>();
+        await RunEngineAsync(image.Engine, ["ps", "-a", "--filter", "label=upload-instance", "--format", "{{.Names}}"], image.Context, cancellationToken, names.Add);
+        if (names.Count > 0) await RunEngineAsync(image.Engine, ["rm", "-f", .. names], image.Context, cancellationToken);
+    }
+
+    private async Task<int> RunEngineAsync(string engine, string[] args, string directory, CancellationToken cancellationToken, Action<string>? output = null)
+    {
+        var start = new System.Diagnostics.ProcessStartInfo(engine)
+        {
+            WorkingDirectory = directory,
+            UseShellExecute = false,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        foreach (var arg in args) start.ArgumentList.Add(arg);
+        using var process = new System.Diagnostics.Process { StartInfo = start };
+        process.OutputDataReceived += (_, line) => { if (line.Data is { } text) { if (output is null) _log.LogInformation("{Line}", text); else output(text); } };
+        process.ErrorDataReceived += (_, line) => { if (line.Data is { } text) _log.LogInformation("{Line}", text); };
+        process.Start();
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        await process.WaitForExitAsync(cancellationToken);
+        return process.ExitCode;
+    }
+
     private Task PublishAsync(UploadServiceInstance instance, string state, string style, int? exitCode = null) =>
         notifications.PublishUpdateAsync(instance.Resource, instance.Id, s => s with
         {
@@ -284,7 +335,7 @@ public sealed partial class LocalContainerRuntime(
             Properties =
             [
                 new("resource.parentName", resource.Name),
-                new("executable.path", resource.Settings.UploadServiceDll),
+                new("executable.path", resource.Settings.Image?.Tag ?? resource.Settings.UploadServiceDll),
                 new("container.user", instance.User),
                 new("container.durable_object_id", instance.DurableObjectId),
                 new("executable.pid", instance.ProcessId),

@@ -6,17 +6,22 @@ using Microsoft.Extensions.Logging;
 
 namespace Aspire.Hosting;
 
-/// <summary>One Durable Object's instance of the upload service: a process started with the environment the
-/// object passed to start(), on its own loopback port, with a data directory of its own that goes when it exits.</summary>
+/// <summary>
+/// One Durable Object's instance of the upload service, started with the environment the object passed to
+/// start() and reachable on its own loopback port: a process of the built project with a data directory of its
+/// own that goes when it exits, or a container of the image (<c>--rm</c>: its disk goes with it).
+/// </summary>
 internal sealed class UploadServiceInstance
 {
     /// <summary>The port the image serves on (ASPNETCORE_HTTP_PORTS in the Dockerfile, defaultPort in the Durable Object).</summary>
     public const int ContainerPort = 8000;
 
     private readonly Process _process;
+    private readonly ContainerRuntimeSettings _settings;
     private readonly ILogger _log;
 
-    private UploadServiceInstance(string id, string user, string durableObjectId, int port, string dataDirectory, Process process, ILogger log)
+    private UploadServiceInstance(string id, string user, string durableObjectId, int port, string dataDirectory,
+        Process process, ContainerRuntimeSettings settings, ILogger log)
     {
         Id = id;
         User = user;
@@ -24,9 +29,10 @@ internal sealed class UploadServiceInstance
         Port = port;
         DataDirectory = dataDirectory;
         _process = process;
+        _settings = settings;
+        _log = log;
         ProcessId = process.Id;
         Resource = new UserContainerResource(id);
-        _log = log;
         Exited = WatchAsync();
     }
 
@@ -34,58 +40,49 @@ internal sealed class UploadServiceInstance
     public string Id { get; }
     public string User { get; }
     public string DurableObjectId { get; }
-    /// <summary>The loopback port <see cref="ContainerPort"/> is published on.</summary>
+    /// <summary>The loopback port the service listens on (what <see cref="ContainerPort"/> is published as).</summary>
     public int Port { get; }
+    /// <summary>The process's data directory, or where the container keeps its files (inside it).</summary>
     public string DataDirectory { get; }
+    /// <summary>The service's process, or the container engine's client attached to the container.</summary>
     public int ProcessId { get; }
     public DateTime StartedAt { get; } = DateTime.UtcNow;
 
     /// <summary>The instance's row in the dashboard, named by its id (one object per row).</summary>
     public UserContainerResource Resource { get; }
 
-    /// <summary>The exit code once the process has exited (128 + the signal's number when a signal ended it).</summary>
+    /// <summary>The exit code once the instance has exited (128 + the signal's number when a signal ended it).</summary>
     public Task<int> Exited { get; }
     public bool HasExited => Exited.IsCompleted;
 
+    /// <summary>The container's name in container mode (also the label value that finds leftovers).</summary>
+    private string ContainerName => $"upload-instance-{Id}";
+
     /// <summary>
-    /// Runs <c>dotnet UploadService.dll</c> in its output folder, as the image's entrypoint does in /app. The
-    /// environment is a container's: a plain PATH and HOME, the image's own ENV (the data directory as
-    /// <c>Storage__Root</c>), then everything the Durable Object passed; the runtime adds only the port mapping
-    /// (<c>ASPNETCORE_URLS</c>, which takes precedence over the image's ASPNETCORE_HTTP_PORTS) and the instance's
-    /// id for telemetry. Nothing of the AppHost's own environment reaches it.
+    /// Starts the instance with the environment the Durable Object passed. The runtime adds only the port mapping
+    /// (<c>ASPNETCORE_URLS</c>, which takes precedence over the image's ASPNETCORE_HTTP_PORTS: on the host network
+    /// each instance needs a port of its own) and the instance's id for telemetry. Nothing of the AppHost's own
+    /// environment reaches the service.
     /// </summary>
     public static UploadServiceInstance Start(
         string id, string user, string durableObjectId, IReadOnlyDictionary<string, string> env,
-        string dll, string dataDirectory, int port, ILogger log)
+        ContainerRuntimeSettings settings, int port, ILogger log)
     {
-        var home = Path.Combine(dataDirectory, "home");
-        var data = Path.Combine(dataDirectory, "data");
-        Directory.CreateDirectory(home);
-        Directory.CreateDirectory(data);
-
-        var start = new ProcessStartInfo(DotnetHost())
+        var instanceEnv = new Dictionary<string, string>(env)
         {
-            WorkingDirectory = Path.GetDirectoryName(dll)!,
-            UseShellExecute = false,
-            RedirectStandardInput = true,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
+            ["ASPNETCORE_URLS"] = $"http://127.0.0.1:{port}",
+            ["OTEL_RESOURCE_ATTRIBUTES"] = env.TryGetValue("OTEL_RESOURCE_ATTRIBUTES", out var attributes) && attributes.Length > 0
+                ? $"{attributes},service.instance.id={id}"
+                : $"service.instance.id={id}",
         };
-        start.ArgumentList.Add(dll);
-        start.Environment.Clear();
-        start.Environment["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-        start.Environment["HOME"] = home;
-        start.Environment["ASPNETCORE_HTTP_PORTS"] = ContainerPort.ToString(CultureInfo.InvariantCulture);
-        start.Environment["Storage__Root"] = data;
-        foreach (var (key, value) in env)
-        {
-            start.Environment[key] = value;
-        }
-        start.Environment["ASPNETCORE_URLS"] = $"http://127.0.0.1:{port}";
-        var instanceAttribute = $"service.instance.id={id}";
-        start.Environment["OTEL_RESOURCE_ATTRIBUTES"] = env.TryGetValue("OTEL_RESOURCE_ATTRIBUTES", out var attributes) && attributes.Length > 0
-            ? $"{attributes},{instanceAttribute}"
-            : instanceAttribute;
+        var dataDirectory = settings.Image is null ? Path.Combine(settings.InstancesRoot, id) : "/data (inside the container)";
+        var start = settings.Image is { } image
+            ? ContainerStart($"upload-instance-{id}", id, image, instanceEnv)
+            : ProcessStart(settings.UploadServiceDll, dataDirectory, instanceEnv);
+        start.UseShellExecute = false;
+        start.RedirectStandardInput = true;
+        start.RedirectStandardOutput = true;
+        start.RedirectStandardError = true;
 
         var process = new Process { StartInfo = start, EnableRaisingEvents = true };
         process.OutputDataReceived += (_, line) => { if (line.Data is not null) log.LogInformation("{Line}", line.Data); };
@@ -94,13 +91,65 @@ internal sealed class UploadServiceInstance
         process.StandardInput.Close(); // a container started without -i has no input
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
-        return new UploadServiceInstance(id, user, durableObjectId, port, dataDirectory, process, log);
+        return new UploadServiceInstance(id, user, durableObjectId, port, dataDirectory, process, settings, log);
     }
 
-    /// <summary>Sends a signal to the process (15 = SIGTERM, 9 = SIGKILL, …); nothing once it has exited.</summary>
+    /// <summary>
+    /// <c>dotnet UploadService.dll</c> in its output folder, as the image's entrypoint runs it in /app, with a
+    /// container's environment: a plain PATH and HOME, the image's own ENV (the data directory as
+    /// <c>Storage__Root</c>), then the instance's.
+    /// </summary>
+    private static ProcessStartInfo ProcessStart(string dll, string dataDirectory, Dictionary<string, string> env)
+    {
+        var home = Path.Combine(dataDirectory, "home");
+        var data = Path.Combine(dataDirectory, "data");
+        Directory.CreateDirectory(home);
+        Directory.CreateDirectory(data);
+        var start = new ProcessStartInfo(DotnetHost()) { WorkingDirectory = Path.GetDirectoryName(dll)! };
+        start.ArgumentList.Add(dll);
+        start.Environment.Clear();
+        start.Environment["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+        start.Environment["HOME"] = home;
+        start.Environment["ASPNETCORE_HTTP_PORTS"] = ContainerPort.ToString(CultureInfo.InvariantCulture);
+        start.Environment["Storage__Root"] = data;
+        foreach (var (key, value) in env) start.Environment[key] = value;
+        return start;
+    }
+
+    /// <summary>
+    /// <c>run --rm</c> of the image, attached (the client's exit code is the container's, its output the
+    /// container's, and SIGTERM to the client reaches the container). The host network stands in for Cloudflare's
+    /// networking: the OTLP and S3 addresses the Durable Object passes are on this machine's loopback. Values
+    /// travel in the client's environment (<c>-e NAME</c>), not on its command line.
+    /// </summary>
+    private static ProcessStartInfo ContainerStart(string name, string id, ContainerImage image, Dictionary<string, string> env)
+    {
+        var start = new ProcessStartInfo(image.Engine);
+        foreach (var arg in (string[])["run", "--rm", "--name", name, "--label", $"upload-instance={id}", "--network", "host"])
+            start.ArgumentList.Add(arg);
+        foreach (var (key, value) in env)
+        {
+            start.ArgumentList.Add("-e");
+            start.ArgumentList.Add(key);
+            start.Environment[key] = value;
+        }
+        start.ArgumentList.Add(image.Tag);
+        return start;
+    }
+
+    /// <summary>Sends a signal to the instance (15 = SIGTERM, 9 = SIGKILL, …); nothing once it has exited.</summary>
     public void Signal(int signal)
     {
         if (HasExited) return;
+        if (_settings.Image is { } image)
+        {
+            // Through the engine: a SIGKILL to the attached client would not reach the container.
+            var kill = new ProcessStartInfo(image.Engine) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+            foreach (var arg in (string[])["kill", "--signal", signal.ToString(CultureInfo.InvariantCulture), ContainerName])
+                kill.ArgumentList.Add(arg);
+            _ = DrainAsync(Process.Start(kill)!);
+            return;
+        }
         if (Kill(ProcessId, signal) != 0)
         {
             _log.LogWarning("signal {Signal} to pid {Pid} failed (errno {Errno})", signal, ProcessId, Marshal.GetLastPInvokeError());
@@ -112,13 +161,24 @@ internal sealed class UploadServiceInstance
         await _process.WaitForExitAsync();
         var code = _process.ExitCode;
         _process.Dispose();
-        // The container's disk goes with it.
-        try { Directory.Delete(DataDirectory, recursive: true); }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        if (_settings.Image is null)
         {
-            _log.LogWarning("could not delete {Directory}: {Message}", DataDirectory, ex.Message);
+            // The container's disk goes with it; here that is the instance's data directory.
+            try { Directory.Delete(DataDirectory, recursive: true); }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                _log.LogWarning("could not delete {Directory}: {Message}", DataDirectory, ex.Message);
+            }
         }
         return code;
+    }
+
+    private static async Task DrainAsync(Process process)
+    {
+        using (process)
+        {
+            await Task.WhenAll(process.StandardOutput.ReadToEndAsync(), process.StandardError.ReadToEndAsync(), process.WaitForExitAsync());
+        }
     }
 
     private static string DotnetHost() =>
