@@ -4,8 +4,8 @@
 // Full run: prints the table and writes bench/results.md + bench/results.png.
 // --quick: small sizes, one run each, no AppHost start-up or integration tests; a smoke pass (CI) that asserts nothing about speed;
 //          writes bench/quick/ (ignored by git) so it never overwrites the committed results.
-// --only ceilings,uploads,downloads,small: just those groups (downloads read what uploads stored), for profiling one
-//          case; also writes bench/quick/.
+// --only ceilings,uploads,downloads,small,startup: just those groups (downloads read what uploads stored; startup is the
+//          AppHost start-up and the per-user wakes), for profiling one case; also writes bench/quick/.
 using System.Diagnostics;
 using Bench;
 
@@ -60,7 +60,7 @@ try
     if (options.Runs("uploads")) await runner.Uploads();
     if (options.Runs("downloads")) await runner.Downloads();
     await stack.DisposeAsync();
-    if (options.Quick || options.NoAppHost || options.Only is not null) report.Skip("AppHost start-up", options.Quick ? "not in --quick" : options.Only is not null ? "--only" : "--no-apphost");
+    if (options.Quick || options.NoAppHost || !options.Runs("startup")) report.Skip("AppHost start-up", options.Quick ? "not in --quick" : options.NoAppHost ? "--no-apphost" : "--only");
     else await runner.AppHostStartup(repo);
     if (options.Quick || options.NoTests || options.Only is not null) report.Skip("integration test suite wall time", options.Quick ? "not in --quick" : options.Only is not null ? "--only" : "--no-tests");
     else await runner.IntegrationTests(repo);
@@ -100,13 +100,13 @@ return exitCode;
 
 sealed record Options(bool Quick, bool NoWrangler, bool NoAppHost, bool NoTests, string[]? Only, string? Note)
 {
-    static readonly string[] Groups = ["ceilings", "uploads", "downloads", "small"];
+    static readonly string[] Groups = ["ceilings", "uploads", "downloads", "small", "startup"];
 
     public bool Runs(string group) => Only is null || Only.Contains(group);
 
     public static Options Parse(string[] args)
     {
-        const string usage = "use [--quick] [--no-wrangler] [--no-apphost] [--no-tests] [--only ceilings,uploads,downloads,small] [--note TEXT]";
+        const string usage = "use [--quick] [--no-wrangler] [--no-apphost] [--no-tests] [--only ceilings,uploads,downloads,small,startup] [--note TEXT]";
         string? note = null;
         string[]? only = null;
         for (var i = 0; i < args.Length; i++)
