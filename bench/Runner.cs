@@ -209,7 +209,7 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
 
     public async Task AppHostStartup(string repo)
     {
-        Console.WriteLine("AppHost start-up (dotnet run --project AppHost, to the Worker's /health through Aspire's proxy):");
+        Console.WriteLine("AppHost start-up (dotnet run --project AppHost, the per-user mode, to the Worker's /health through Aspire's proxy):");
         await using (var build = Child.Start("build AppHost", Stack.DotnetHost(), ["build", "AppHost/AppHost.csproj", "-nologo", "-v", "q"], repo))
         {
             var code = await build.WaitExit(TimeSpan.FromMinutes(5));
@@ -256,8 +256,8 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
                 await appHost.Stop(Child.Sigterm);   // dotnet run stops the orchestrator, which stops wrangler and the service
             }
         }
-        report.Add(new Measurement("Start-up", "AppHost (project mode)", "start → all healthy", 0, "s", [.. seconds],
-            "after a build; Worker /health through Aspire's proxy answers once the service is healthy (WaitFor)"));
+        report.Add(new Measurement("Start-up", "AppHost (per-user mode)", "start → all healthy", 0, "s", [.. seconds],
+            "after a build; the Worker's /health through Aspire's proxy answers once the container runtime and the local S3 server are up (WaitFor)"));
     }
 
     const int Wakes = 10;
