@@ -1,4 +1,4 @@
-import { type ContainerApi, forwardToPort } from "./forward";
+import { type ContainerApi, type Exit, forwardToPort, newExit } from "./stand-in";
 
 /** An instance as the local container runtime describes it (AppHost/ContainerRuntime). */
 interface Instance {
@@ -7,12 +7,9 @@ interface Instance {
   ports: Record<string, number>;
 }
 
-interface Run {
+interface Run extends Exit {
   /** The runtime's answer to the start request: rejects when it refused (e.g. max_instances reached). */
   instance: Promise<Instance>;
-  /** Settles when the instance has exited: resolves on exit code 0, rejects otherwise (as monitor() does). */
-  exited: Promise<void>;
-  exit(error?: unknown): void;
 }
 
 /** What the runtime says when it no longer knows an instance (the AppHost restarted). */
@@ -52,11 +49,6 @@ export class RuntimeContainer implements ContainerApi {
 
   start(options?: ContainerStartupOptions): void {
     if (this.#run) throw new Error("start() cannot be called on a container that is already running.");
-    let exit!: Run["exit"];
-    const exited = new Promise<void>((resolve, reject) => {
-      exit = (error) => (error === undefined ? resolve() : reject(error));
-    });
-    exited.catch(() => {}); // observed through monitor(); never an unhandled rejection here
     const instance = this.#call<Instance>("POST", "/instances", {
       durableObjectId: this.#durableObjectId,
       name: this.name(),
@@ -64,7 +56,7 @@ export class RuntimeContainer implements ContainerApi {
       entrypoint: options?.entrypoint,
       enableInternet: options?.enableInternet ?? true,
     });
-    const run: Run = { instance, exited, exit };
+    const run: Run = { instance, ...newExit() };
     this.#run = run;
     instance.then(
       (started) => this.#watch(run, started),

@@ -1,12 +1,7 @@
-import { type ContainerApi, forwardToPort } from "./forward";
+import { type ContainerApi, type Exit, forwardToPort, newExit } from "./stand-in";
 
 /** Signals after which a real container's process is gone (SIGINT, SIGKILL, SIGTERM). */
 const STOPPING_SIGNALS = new Set([2, 9, 15]);
-
-interface Run {
-  exited: Promise<void>;
-  exit(error?: unknown): void;
-}
 
 /**
  * The `ctx.container` of `--upload-service shared` (DESIGN.md "Local modes"): every user's Durable Object
@@ -16,7 +11,7 @@ interface Run {
  */
 export class SharedContainer implements ContainerApi {
   readonly #origin: string;
-  #run: Run | undefined;
+  #run: Exit | undefined;
 
   constructor(origin: string) {
     this.#origin = new URL(origin).origin;
@@ -28,12 +23,7 @@ export class SharedContainer implements ContainerApi {
 
   start(_options?: ContainerStartupOptions): void {
     if (this.#run) throw new Error("start() cannot be called on a container that is already running.");
-    let exit!: Run["exit"];
-    const exited = new Promise<void>((resolve, reject) => {
-      exit = (error) => (error === undefined ? resolve() : reject(error));
-    });
-    exited.catch(() => {}); // observed through monitor(); never an unhandled rejection here
-    this.#run = { exited, exit };
+    this.#run = newExit();
   }
 
   monitor(): Promise<void> {

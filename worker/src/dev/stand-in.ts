@@ -1,3 +1,5 @@
+// What the two local stand-ins for workerd's ctx.container (runtime-container.ts, shared-container.ts) share.
+
 /** Hosts of the Container class's readiness pings; it only looks at whether a response arrives. */
 const READINESS_PROBE_HOSTS = new Set(["containerstarthealthcheck", "ping"]);
 
@@ -39,3 +41,19 @@ export type ContainerApi = Pick<
   | "interceptAllOutboundHttp"
   | "interceptOutboundHttps"
 >;
+
+/** The end of one run of a container: `exited` settles as workerd's monitor() does, when `exit` is called. */
+export interface Exit {
+  /** Resolves on a clean exit, rejects with the reason otherwise. */
+  exited: Promise<void>;
+  exit(error?: unknown): void;
+}
+
+export function newExit(): Exit {
+  let exit!: Exit["exit"];
+  const exited = new Promise<void>((resolve, reject) => {
+    exit = (error) => (error === undefined ? resolve() : reject(error));
+  });
+  exited.catch(() => {}); // observed through monitor(); never an unhandled rejection here
+  return { exited, exit };
+}
