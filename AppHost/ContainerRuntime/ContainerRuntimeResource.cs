@@ -1,4 +1,6 @@
+using System.Diagnostics;
 using System.Security.Cryptography;
+using Microsoft.Extensions.Logging;
 
 namespace Aspire.Hosting.ApplicationModel;
 
@@ -28,4 +30,29 @@ public sealed record ContainerRuntimeSettings(
     string UploadServiceDll, ContainerImage? Image, string InstancesRoot, string WranglerToml, int? MaxInstances, string? SleepAfter);
 
 /// <summary>The image built from <paramref name="Dockerfile"/> in <paramref name="Context"/> as <paramref name="Tag"/>, by <paramref name="Engine"/> (docker or podman).</summary>
-public sealed record ContainerImage(string Engine, string Dockerfile, string Context, string Tag);
+public sealed record ContainerImage(string Engine, string Dockerfile, string Context, string Tag)
+{
+    /// <summary>
+    /// Runs <c>{Engine} {args}</c> in <see cref="Context"/> and returns its exit code; each line of its output goes to
+    /// <paramref name="output"/> if given, else to <paramref name="log"/>, and its errors to <paramref name="log"/>.
+    /// </summary>
+    public async Task<int> RunAsync(string[] args, ILogger log, CancellationToken cancellationToken = default, Action<string>? output = null)
+    {
+        var start = new ProcessStartInfo(Engine)
+        {
+            WorkingDirectory = Context,
+            UseShellExecute = false,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        foreach (var arg in args) start.ArgumentList.Add(arg);
+        using var process = new Process { StartInfo = start };
+        process.OutputDataReceived += (_, line) => { if (line.Data is { } text) { if (output is null) log.LogInformation("{Line}", text); else output(text); } };
+        process.ErrorDataReceived += (_, line) => { if (line.Data is { } text) log.LogInformation("{Line}", text); };
+        process.Start();
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        await process.WaitForExitAsync(cancellationToken);
+        return process.ExitCode;
+    }
+}

@@ -1,4 +1,3 @@
-using System.Collections.Immutable;
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
@@ -287,7 +286,7 @@ public sealed partial class LocalContainerRuntime(
     private async Task BuildImageAsync(ContainerImage image, CancellationToken cancellationToken)
     {
         _log.LogInformation("Building {Tag} from {Dockerfile} with {Engine}", image.Tag, image.Dockerfile, image.Engine);
-        var code = await RunEngineAsync(image.Engine, ["build", "-f", image.Dockerfile, "-t", image.Tag, "."], image.Context, cancellationToken);
+        var code = await image.RunAsync(["build", "-f", image.Dockerfile, "-t", image.Tag, "."], _log, cancellationToken);
         if (code != 0)
         {
             throw new InvalidOperationException($"`{image.Engine} build -f {image.Dockerfile} .` exited with {code} (its output is in the log of {resource.Name}).");
@@ -298,28 +297,8 @@ public sealed partial class LocalContainerRuntime(
     private async Task RemoveLeftoverContainersAsync(ContainerImage image, CancellationToken cancellationToken)
     {
         var names = new List<string>();
-        await RunEngineAsync(image.Engine, ["ps", "-a", "--filter", "label=upload-instance", "--format", "{{.Names}}"], image.Context, cancellationToken, names.Add);
-        if (names.Count > 0) await RunEngineAsync(image.Engine, ["rm", "-f", .. names], image.Context, cancellationToken);
-    }
-
-    private async Task<int> RunEngineAsync(string engine, string[] args, string directory, CancellationToken cancellationToken, Action<string>? output = null)
-    {
-        var start = new System.Diagnostics.ProcessStartInfo(engine)
-        {
-            WorkingDirectory = directory,
-            UseShellExecute = false,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
-        foreach (var arg in args) start.ArgumentList.Add(arg);
-        using var process = new System.Diagnostics.Process { StartInfo = start };
-        process.OutputDataReceived += (_, line) => { if (line.Data is { } text) { if (output is null) _log.LogInformation("{Line}", text); else output(text); } };
-        process.ErrorDataReceived += (_, line) => { if (line.Data is { } text) _log.LogInformation("{Line}", text); };
-        process.Start();
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        await process.WaitForExitAsync(cancellationToken);
-        return process.ExitCode;
+        await image.RunAsync(["ps", "-a", "--filter", "label=upload-instance", "--format", "{{.Names}}"], _log, cancellationToken, names.Add);
+        if (names.Count > 0) await image.RunAsync(["rm", "-f", .. names], _log, cancellationToken);
     }
 
     private Task PublishAsync(UploadServiceInstance instance, string state, string style, int? exitCode = null) =>
@@ -356,7 +335,7 @@ public sealed partial class LocalContainerRuntime(
         Results.Problem(statusCode: 404, detail: $"No instance '{id}' in this run of the container runtime.");
 
     private static InstanceAnswer Answer(UploadServiceInstance instance) => new(instance.Id,
-        ImmutableDictionary<string, int>.Empty.Add(UploadServiceInstance.ContainerPort.ToString(CultureInfo.InvariantCulture), instance.Port));
+        new Dictionary<string, int> { [UploadServiceInstance.ContainerPort.ToString(CultureInfo.InvariantCulture)] = instance.Port });
 
     private static UploadServiceInstanceInfo Describe(UploadServiceInstance instance) => new(
         instance.Id, instance.User, instance.DurableObjectId, instance.ProcessId, instance.Port, instance.DataDirectory,

@@ -144,10 +144,7 @@ internal sealed class UploadServiceInstance
         if (_settings.Image is { } image)
         {
             // Through the engine: a SIGKILL to the attached client would not reach the container.
-            var kill = new ProcessStartInfo(image.Engine) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
-            foreach (var arg in (string[])["kill", "--signal", signal.ToString(CultureInfo.InvariantCulture), ContainerName])
-                kill.ArgumentList.Add(arg);
-            _ = DrainAsync(Process.Start(kill)!);
+            _ = image.RunAsync(["kill", "--signal", signal.ToString(CultureInfo.InvariantCulture), ContainerName], _log);
             return;
         }
         if (Kill(ProcessId, signal) != 0)
@@ -171,14 +168,6 @@ internal sealed class UploadServiceInstance
             }
         }
         return code;
-    }
-
-    private static async Task DrainAsync(Process process)
-    {
-        using (process)
-        {
-            await Task.WhenAll(process.StandardOutput.ReadToEndAsync(), process.StandardError.ReadToEndAsync(), process.WaitForExitAsync());
-        }
     }
 
     private static string DotnetHost() =>
