@@ -208,7 +208,9 @@ public sealed class PerUserContainerTests(PerUserAppFixture app, ITestOutputHelp
         using (var anonymous = RuntimeClient(token: null))
         using (var refused = await anonymous.PostAsJsonAsync("/instances", start))
             await TestContent.AssertProblemAsync(refused, HttpStatusCode.Unauthorized);
-        using (var forged = RuntimeClient(token: app.Runtime.Token[..^1] + "0"))
+        // Change the last character to one it is not, so the forgery never equals the key by chance.
+        var key = app.Runtime.Token;
+        using (var forged = RuntimeClient(token: key[..^1] + (key[^1] == '0' ? '1' : '0')))
         using (var refused = await forged.PostAsJsonAsync("/instances", start))
             await TestContent.AssertProblemAsync(refused, HttpStatusCode.Unauthorized);
 
