@@ -1,15 +1,16 @@
-import { createRemoteJWKSet, errors, type JWTVerifyGetKey, jwtVerify } from "jose";
+import { createRemoteJWKSet, errors, type JWTPayload, type JWTVerifyGetKey, jwtVerify } from "jose";
+import { ADMIN_ROLE, DEFAULT_ADMIN_CLAIM } from "./admin-role.js";
 import type { RuntimeVars } from "./env";
 import { isValidUserId, USER_ID_RULE } from "./user-id.js";
 
 /** The settings authenticate() reads: the Worker's `env` itself. */
-export type AuthSettings = Pick<RuntimeVars, "AUTH_SECRET" | "AUTH_JWKS_URL" | "AUTH_ISSUER" | "AUTH_AUDIENCE">;
+export type AuthSettings = Pick<RuntimeVars, "AUTH_SECRET" | "AUTH_JWKS_URL" | "AUTH_ISSUER" | "AUTH_AUDIENCE" | "AUTH_ADMIN_CLAIM">;
 
 /**
  * 401: the client's token is missing or not acceptable. 500: the Worker is misconfigured.
  * 503: the key set at AUTH_JWKS_URL could not be loaded (the token may well be fine).
  */
-export type AuthResult = { ok: true; userId: string } | { ok: false; status: 401 | 500 | 503; detail: string };
+export type AuthResult = { ok: true; userId: string; admin: boolean } | { ok: false; status: 401 | 500 | 503; detail: string };
 
 /** Accepted lateness of `exp` and earliness of `nbf`/`iat`, for clocks that differ slightly. */
 export const CLOCK_TOLERANCE_S = 30;
@@ -33,7 +34,8 @@ class KeySetUnavailable extends Error {}
 /**
  * Verifies `Authorization: Bearer <JWT>` and returns the user id from `sub`: HS256 with AUTH_SECRET
  * and/or RS256/ES256 with a key from AUTH_JWKS_URL, `iss`/`aud` checked when AUTH_ISSUER/AUTH_AUDIENCE
- * are set; `exp` is required. Never throws; every failure is a result.
+ * are set; `exp` is required. `admin` says whether the token carries the admin role (`role: "admin"`, or
+ * the claim AUTH_ADMIN_CLAIM names). Never throws; every failure is a result.
  */
 export async function authenticate(request: Request, settings: AuthSettings): Promise<AuthResult> {
   const secret = settings.AUTH_SECRET || undefined;
@@ -65,10 +67,9 @@ export async function authenticate(request: Request, settings: AuthSettings): Pr
     }
   };
 
-  let sub: unknown;
-  let iat: unknown;
+  let payload: JWTPayload;
   try {
-    ({ payload: { sub, iat } } = await jwtVerify(token, keyFor, {
+    ({ payload } = await jwtVerify(token, keyFor, {
       algorithms,
       issuer: settings.AUTH_ISSUER || undefined,
       audience: settings.AUTH_AUDIENCE || undefined,
@@ -82,11 +83,14 @@ export async function authenticate(request: Request, settings: AuthSettings): Pr
     }
     return unauthorized(describe(error, algorithms));
   }
+  const { sub, iat } = payload;
   // jose checks `iat` only against a maximum age; a token from the future is not valid yet either.
   if (typeof iat === "number" && iat > Date.now() / 1000 + CLOCK_TOLERANCE_S) return unauthorized("Token 'iat' is in the future.");
   if (sub === undefined) return unauthorized("Token has no 'sub' claim.");
   if (!isValidUserId(sub)) return unauthorized(`Token 'sub' is not a valid user id (${USER_ID_RULE}).`);
-  return { ok: true, userId: sub };
+  const role = payload[settings.AUTH_ADMIN_CLAIM || DEFAULT_ADMIN_CLAIM];
+  const admin = role === ADMIN_ROLE || (Array.isArray(role) && role.includes(ADMIN_ROLE));
+  return { ok: true, userId: sub, admin };
 }
 
 function keySetAt(url: string): JWTVerifyGetKey | undefined {

@@ -17,6 +17,11 @@ export interface RuntimeVars {
   /** When set, every token's `aud` must be or contain it (HS256 tokens too). */
   AUTH_AUDIENCE?: string;
   /**
+   * The token claim that grants the admin API (/admin/containers) when its value is `admin` or an array
+   * containing it; default `role`. E.g. `roles`, or an identity provider's namespaced claim.
+   */
+  AUTH_ADMIN_CLAIM?: string;
+  /**
    * Key the Durable Object signs its requests to the upload service with; handed to the container,
    * which refuses unsigned requests (`wrangler secret put INTERNAL_SECRET`; the AppHost generates one).
    */

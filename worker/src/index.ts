@@ -1,4 +1,5 @@
 import { instrument, instrumentDO } from "@microlabs/otel-cf-workers";
+import { ADMIN_PREFIX, handleAdmin } from "./admin";
 import { authenticate } from "./auth";
 import { preflight, withCors } from "./cors";
 import { SIGNATURE_HEADER, TIMESTAMP_HEADER } from "./internal-signature";
@@ -7,7 +8,7 @@ import { injectTraceContext, telemetryConfig } from "./telemetry";
 import { UserAppContainer as UserAppContainerClass } from "./user-app-container";
 import "./env";
 
-/** Path prefixes served by the user's upload container; everything else is the Worker's own. */
+/** Path prefixes served by the user's upload container; the admin API (ADMIN_PREFIX) and /health are the Worker's own. */
 const USER_ROUTES = ["/files", "/uploads"];
 
 const handler = {
@@ -21,12 +22,14 @@ const handler = {
 async function route(request: Request, env: Env): Promise<Response> {
   const url = new URL(request.url);
   if (url.pathname === "/health") return Response.json({ status: "ok" });
-  if (!USER_ROUTES.some((route) => url.pathname === route || url.pathname.startsWith(`${route}/`))) {
+  const admin = underPrefix(url.pathname, ADMIN_PREFIX);
+  if (!admin && !USER_ROUTES.some((route) => underPrefix(url.pathname, route))) {
     return problem(404, `No route for ${url.pathname}.`);
   }
 
   const auth = await authenticate(request, env);
   if (!auth.ok) return problem(auth.status, auth.detail, auth.status === 401 ? { "WWW-Authenticate": 'Bearer realm="files"' } : undefined);
+  if (admin) return handleAdmin(request, env, auth);
 
   const stub = env.USER_CONTAINERS.getByName(auth.userId);
   try {
@@ -35,6 +38,10 @@ async function route(request: Request, env: Env): Promise<Response> {
     console.error(`user ${auth.userId}: Durable Object request failed`, error);
     return problem(502, "The upload service for this user could not be reached.");
   }
+}
+
+function underPrefix(path: string, prefix: string): boolean {
+  return path === prefix || path.startsWith(`${prefix}/`);
 }
 
 /**
@@ -60,3 +67,6 @@ export default instrument(handler, telemetryConfig);
 /** The per-user Durable Object, traced ("Durable Object Fetch <user>" spans). */
 export const UserAppContainer = instrumentDO(UserAppContainerClass, telemetryConfig);
 export type UserAppContainer = UserAppContainerClass; // for the typed namespace in worker-configuration.d.ts
+
+/** The list of users' containers behind the admin API; called over RPC only, so not instrumented. */
+export { ContainerDirectory } from "./container-directory";

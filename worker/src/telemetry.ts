@@ -7,7 +7,7 @@ import {
   type SamplingConfig,
   type TraceConfig,
 } from "@microlabs/otel-cf-workers";
-import { context, propagation } from "@opentelemetry/api";
+import { type Attributes, context, propagation, type SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 
 // The library does not re-export the OpenTelemetry SDK types it uses; derive them from its API.
 type SpanExporter = Exclude<ExporterConfig, OTLPExporterConfig>;
@@ -111,4 +111,23 @@ export function injectTraceContext(headers: Headers): void {
   headers.delete("traceparent");
   headers.delete("tracestate");
   propagation.inject(context.active(), headers, { set: (carrier, key, value) => carrier.set(key, value) });
+}
+
+/**
+ * Runs `work` inside a span of its own (a child of the active span), recording a thrown error on it.
+ * For what the instrumentation does not trace by itself: a container's start, calls to Durable Objects
+ * over RPC.
+ */
+export function inSpan<T>(name: string, work: () => Promise<T>, options: { kind?: SpanKind; attributes?: Attributes } = {}): Promise<T> {
+  return trace.getTracer("upload-worker").startActiveSpan(name, options, async (span) => {
+    try {
+      return await work();
+    } catch (error) {
+      span.recordException(error instanceof Error ? error : String(error));
+      span.setStatus({ code: SpanStatusCode.ERROR });
+      throw error;
+    } finally {
+      span.end();
+    }
+  });
 }

@@ -1,9 +1,10 @@
 import { Container, type StopParams } from "@cloudflare/containers";
-import { SpanStatusCode, trace } from "@opentelemetry/api";
 import type { DurableObject } from "cloudflare:workers";
+import { ADMIN_PREFIX } from "./admin";
+import { type ContainerDirectory, DIRECTORY_NAME } from "./container-directory";
 import { signForUploadService } from "./internal-signature";
 import { problem } from "./problem";
-import { injectTraceContext } from "./telemetry";
+import { injectTraceContext, inSpan } from "./telemetry";
 
 /**
  * One per user (the Worker addresses it with `getByName(userId)`): a Durable Object that owns that
@@ -25,6 +26,9 @@ export class UserAppContainer extends Container<Env> {
   }
 
   override async fetch(request: Request): Promise<Response> {
+    // The Worker sends a path under ADMIN_PREFIX here only from the admin API (admin.ts), after checking the
+    // admin role; user requests reach this object only for the user routes (/files, /uploads).
+    if (new URL(request.url).pathname.startsWith(`${ADMIN_PREFIX}/`)) return this.#admin(request);
     this.#requestUserId ??= request.headers.get("X-User-Id") ?? undefined;
     if (!this.env.INTERNAL_SECRET) {
       return problem(500, "The upload service's signing key is not configured (INTERNAL_SECRET is unset).");
@@ -48,25 +52,39 @@ export class UserAppContainer extends Container<Env> {
 
   /** A wake (start and readiness wait) is a span of its own under this object's span. */
   override async startAndWaitForPorts(...args: Parameters<Container["startAndWaitForPorts"]>): Promise<void> {
-    return trace.getTracer("upload-worker").startActiveSpan("UserAppContainer start", async (span) => {
-      try {
-        await super.startAndWaitForPorts(...args);
-      } catch (error) {
-        span.recordException(error instanceof Error ? error : String(error));
-        span.setStatus({ code: SpanStatusCode.ERROR });
-        throw error;
-      } finally {
-        span.end();
-      }
-    });
+    return inSpan("UserAppContainer start", () => super.startAndWaitForPorts(...args));
   }
 
-  override onStart(): void {
+  override async onStart(): Promise<void> {
     console.log(`user ${this.userId}: upload container started`);
+    await this.#tellDirectory((directory, user) => directory.started(user, Date.now()));
   }
 
-  override onStop({ exitCode, reason }: StopParams): void {
+  override async onStop({ exitCode, reason }: StopParams): Promise<void> {
     console.log(`user ${this.userId}: upload container stopped (exit code ${exitCode}, ${reason})`);
+    await this.#tellDirectory((directory, user) => directory.stopped(user, exitCode, Date.now()));
+  }
+
+  /**
+   * The admin API's requests for this object's container (admin.ts): GET its state, POST …/stop (SIGTERM),
+   * DELETE (SIGKILL). A signal goes only to a running container (`signalled` says whether it did); onStop
+   * follows the exit, as after any stop. Over HTTP rather than RPC: the tracing wrapper (instrumentDO) calls
+   * RPC methods without their `this`, and a fetch carries the trace context.
+   */
+  async #admin(request: Request): Promise<Response> {
+    if (request.method === "GET") return Response.json(await this.getState());
+    const running = this.ctx.container?.running ?? false;
+    if (running) await (request.method === "DELETE" ? this.destroy() : this.stop("SIGTERM"));
+    return Response.json({ signalled: running });
+  }
+
+  /** Reports a start or stop to the directory (the admin API's list); a failure there never fails the user. */
+  async #tellDirectory(report: (directory: DurableObjectStub<ContainerDirectory>, user: string) => Promise<unknown>): Promise<void> {
+    try {
+      await inSpan("ContainerDirectory update", () => report(this.env.CONTAINER_DIRECTORY.getByName(DIRECTORY_NAME), this.userId));
+    } catch (error) {
+      console.error(`user ${this.userId}: the container directory was not updated`, error);
+    }
   }
 
   override onError(error: unknown): never {

@@ -100,7 +100,7 @@ describe("tokens verified with the key set at AUTH_JWKS_URL (a real local JWKS s
     const url = `${jwksOrigin}/jwks/cache-probe.json`;
     const fetches = async () => Number(await (await fetch(`${jwksOrigin}/fetches/cache-probe`)).text());
     for (const alg of ["RS256", "ES256", "RS256", "ES256", "RS256"] as const) {
-      expect(await check(await signedWithKeySet(alg, valid()), { AUTH_JWKS_URL: url })).toEqual({ ok: true, userId: "alice" });
+      expect(await check(await signedWithKeySet(alg, valid()), { AUTH_JWKS_URL: url })).toEqual({ ok: true, userId: "alice", admin: false });
     }
     expect(await fetches()).toBe(1);
   });
@@ -114,7 +114,7 @@ describe("which keys are accepted depends on what is configured", () => {
 
   it("with only AUTH_JWKS_URL, RS256 and ES256 are accepted", async () => {
     for (const alg of ["RS256", "ES256"] as const) {
-      expect(await check(await signedWithKeySet(alg, valid()), { AUTH_JWKS_URL: `${jwksOrigin}/jwks/only.json` })).toEqual({ ok: true, userId: "alice" });
+      expect(await check(await signedWithKeySet(alg, valid()), { AUTH_JWKS_URL: `${jwksOrigin}/jwks/only.json` })).toEqual({ ok: true, userId: "alice", admin: false });
     }
   });
 
@@ -146,7 +146,7 @@ describe("which keys are accepted depends on what is configured", () => {
 
   it("HS256 tokens are still checked with AUTH_SECRET when the key set is unreachable", async () => {
     const result = await check(await tokenFor("alice"), { AUTH_SECRET: TEST_AUTH_SECRET, AUTH_JWKS_URL: `${closedOrigin}/jwks.json` });
-    expect(result).toEqual({ ok: true, userId: "alice" });
+    expect(result).toEqual({ ok: true, userId: "alice", admin: false });
   });
 });
 
@@ -167,7 +167,7 @@ describe("AUTH_ISSUER and AUTH_AUDIENCE", () => {
   describe.each(Object.entries(signers))("%s", (_alg, sign) => {
     it("accepts the configured iss and aud (aud also as a list)", async () => {
       for (const aud of ["upload-service", ["other", "upload-service"]]) {
-        expect(await check(await sign({ ...valid(), iss: settings.AUTH_ISSUER, aud }), settings)).toEqual({ ok: true, userId: "alice" });
+        expect(await check(await sign({ ...valid(), iss: settings.AUTH_ISSUER, aud }), settings)).toEqual({ ok: true, userId: "alice", admin: false });
       }
     });
 

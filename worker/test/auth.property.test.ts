@@ -121,7 +121,7 @@ describe("authenticate() on generated input", () => {
     await fc.assert(
       fc.asyncProperty(alg, validClaims, fc.nat(), fc.nat({ max: 2 }), fc.nat(), async (algorithm, payload, position, part, replacement) => {
         const token = await sign(algorithm, payload);
-        expect(await authenticateWith(`Bearer ${token}`)).toEqual({ ok: true, userId: payload.sub });
+        expect(await authenticateWith(`Bearer ${token}`)).toEqual({ ok: true, userId: payload.sub, admin: false });
         const parts = token.split(".");
         const target = parts[part]!;
         // Not the last character of the signature: some of its bits are padding, so other characters can decode to the same bytes.
@@ -161,7 +161,7 @@ describe("authenticate() on generated input", () => {
 
         const result = await authenticateWith(`Bearer ${await sign(c.alg, payload)}`, c.checkIssuerAndAudience ? strict : settings);
         if (acceptable) {
-          expect(result).toEqual({ ok: true, userId: c.sub });
+          expect(result).toEqual({ ok: true, userId: c.sub, admin: false });
           expect(satisfiesUserIdRule(result.ok && result.userId)).toBe(true);
         } else {
           expectRejected(result);

@@ -14,9 +14,14 @@ export const BASE = "https://files.example.test";
 
 export async function tokenFor(
   sub: string | undefined,
-  { secret = TEST_AUTH_SECRET, expiresIn = "1h" as string | number, notBefore }: { secret?: string; expiresIn?: string | number; notBefore?: number } = {},
+  {
+    secret = TEST_AUTH_SECRET,
+    expiresIn = "1h" as string | number,
+    notBefore,
+    claims = {},
+  }: { secret?: string; expiresIn?: string | number; notBefore?: number; claims?: JWTPayload } = {},
 ): Promise<string> {
-  const jwt = new SignJWT(sub === undefined ? {} : { sub }).setProtectedHeader({ alg: "HS256" }).setIssuedAt().setExpirationTime(expiresIn);
+  const jwt = new SignJWT(sub === undefined ? claims : { ...claims, sub }).setProtectedHeader({ alg: "HS256" }).setIssuedAt().setExpirationTime(expiresIn);
   if (notBefore !== undefined) jwt.setNotBefore(notBefore);
   return jwt.sign(new TextEncoder().encode(secret));
 }

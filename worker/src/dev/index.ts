@@ -10,7 +10,7 @@ import { UserAppContainer as ProductionUserAppContainer } from "../user-app-cont
 import { RuntimeContainer } from "./runtime-container";
 import { SharedContainer } from "./shared-container";
 
-export { default } from "../index";
+export { ContainerDirectory, default } from "../index";
 
 /** Values the AppHost passes with `--var` in local modes only (scripts/dev.sh). */
 export interface DevVars {
