@@ -37,7 +37,7 @@ if (mode == UploadServiceMode.Shared)
 else
 {
     var runtime = builder.AddContainerRuntime("user-containers", mode == UploadServiceMode.Container ? builder.ContainerEngine() : null);
-    worker.WithContainerRuntime(runtime)
+    worker.WithContainerRuntime(runtime, authSecret)
         .WithStorage(s3);
 }
 

@@ -76,13 +76,18 @@ public static class WorkerExtensions
         return worker;
     }
 
-    /// <summary>An HS256 user token (sub = user id) signed with the auth secret, as `npm run token` makes it.</summary>
-    public static string CreateToken(string secret, string userId, TimeSpan lifetime)
+    /// <summary>
+    /// An HS256 user token (sub = user id) signed with the auth secret, as `npm run token` makes it; with
+    /// <paramref name="admin"/> it carries <c>role: "admin"</c>, which the admin API asks for.
+    /// </summary>
+    public static string CreateToken(string secret, string userId, TimeSpan lifetime, bool admin = false)
     {
         var now = DateTime.UtcNow;
+        var claims = new Dictionary<string, object> { ["sub"] = userId };
+        if (admin) claims["role"] = "admin";
         var descriptor = new SecurityTokenDescriptor
         {
-            Claims = new Dictionary<string, object> { ["sub"] = userId },
+            Claims = claims,
             IssuedAt = now,
             NotBefore = now.AddSeconds(-5),
             Expires = now.Add(lifetime),

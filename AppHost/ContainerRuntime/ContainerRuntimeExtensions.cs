@@ -74,10 +74,16 @@ public static partial class ContainerRuntimeExtensions
             .ExcludeFromManifest();
     }
 
-    /// <summary>Hands the Worker the runtime's address and key (and the local sleepAfter), once the runtime listens.</summary>
+    /// <summary>
+    /// Hands the Worker the runtime's address and key (and the local sleepAfter), once the runtime listens; gives
+    /// each instance <i>Stop</i> and <i>Destroy</i> commands that go through the Worker's admin API, with admin
+    /// tokens signed with <paramref name="authSecret"/>.
+    /// </summary>
     public static IResourceBuilder<ExecutableResource> WithContainerRuntime(
-        this IResourceBuilder<ExecutableResource> worker, IResourceBuilder<ContainerRuntimeResource> runtime)
+        this IResourceBuilder<ExecutableResource> worker, IResourceBuilder<ContainerRuntimeResource> runtime,
+        IResourceBuilder<ParameterResource> authSecret)
     {
+        runtime.Resource.Commands = new AdminApiCommands(worker.GetEndpoint("http"), authSecret.Resource);
         return worker
             .WithEnvironment(context =>
             {

@@ -17,6 +17,9 @@ public sealed class ContainerRuntimeResource(string name, ContainerRuntimeSettin
 
     /// <summary>Where the control API listens (loopback), once the runtime has started.</summary>
     public Uri? Url { get; internal set; }
+
+    /// <summary>The dashboard commands each instance gets, once the Worker that serves the admin API is known.</summary>
+    public AdminApiCommands? Commands { get; internal set; }
 }
 
 /// <summary>What the runtime starts and how many at once.</summary>

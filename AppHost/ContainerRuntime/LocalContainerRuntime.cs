@@ -196,6 +196,7 @@ public sealed partial class LocalContainerRuntime(
                 resource.Settings, FreePort(), log);
             _instances[id] = instance;
         }
+        resource.Commands?.AddTo(instance.Resource, instance.User);
         _log.LogInformation("Started {Id} for user {User}: pid {Pid}, port {Port}", instance.Id, instance.User, instance.ProcessId, instance.Port);
         await PublishAsync(instance, KnownResourceStates.Starting, KnownResourceStateStyles.Info);
         _ = ObserveAsync(instance);
