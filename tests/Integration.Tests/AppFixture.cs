@@ -113,6 +113,14 @@ public class AppFixture : IAsyncLifetime
         return client;
     }
 
+    /// <summary>A client for the Worker's admin API (/admin/containers), with a token that carries the admin role.</summary>
+    public HttpClient CreateAdminClient()
+    {
+        var client = new HttpClient { BaseAddress = WorkerUrl, Timeout = TimeSpan.FromMinutes(1) };
+        client.DefaultRequestHeaders.Authorization = new("Bearer", WorkerExtensions.CreateToken(AuthSecret, "operator", TimeSpan.FromHours(1), admin: true));
+        return client;
+    }
+
     public virtual async Task DisposeAsync()
     {
         await StopAsync();
