@@ -47,7 +47,7 @@ public sealed class AdminApiCommands(EndpointReference worker, ParameterResource
         {
             using var response = await Http.SendAsync(request, cancellationToken);
             if (response.IsSuccessStatusCode) return CommandResults.Success();
-            var problem = await response.Content.ReadFromJsonAsync<Problem>(cancellationToken).ConfigureAwait(false);
+            var problem = await response.Content.ReadFromJsonAsync<Problem>(cancellationToken);
             return CommandResults.Failure($"{method} {path}: {(int)response.StatusCode} {problem?.Detail}");
         }
         catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException or System.Text.Json.JsonException)

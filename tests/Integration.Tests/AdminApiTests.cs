@@ -32,7 +32,10 @@ public sealed class AdminApiTests(PerUserAppFixture app, ITestOutputHelper outpu
         var aliceFirst = app.RunningInstance(alice)!;
         var bobInstance = app.RunningInstance(bob)!;
 
-        // Both are listed as running, and listing (or showing one) wakes nobody.
+        // Both are listed as running (their Durable Objects report in the background), and listing (or showing
+        // one) wakes nobody.
+        await WaitForAsync(admin, alice, c => c.Status == "healthy");
+        await WaitForAsync(admin, bob, c => c.Status == "healthy");
         var running = RunningCount();
         var listed = await ListAllAsync(admin);
         Assert.Equal("healthy", listed.Single(c => c.User == alice).Status);
@@ -124,8 +127,9 @@ public sealed class AdminApiTests(PerUserAppFixture app, ITestOutputHelper outpu
         var user = TestContent.UniqueUser("admin-traced");
         using (var client = app.CreateWorkerClient(user))
             await UploadAsync(client);
-        var traceId = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));
         using var admin = app.CreateAdminClient();
+        await WaitForAsync(admin, user, c => c.Status == "healthy");
+        var traceId = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));
         using var request = new HttpRequestMessage(HttpMethod.Get, $"/admin/containers/{user}");
         request.Headers.Add("traceparent", $"00-{traceId}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8))}-01");
         using (var response = await admin.SendAsync(request))
@@ -177,10 +181,18 @@ public sealed class AdminApiTests(PerUserAppFixture app, ITestOutputHelper outpu
     private static async Task<ContainerView> ShowAsync(HttpClient admin, string user) =>
         (await admin.GetFromJsonAsync<ContainerView>($"/admin/containers/{user}"))!;
 
+    /// <summary>Polls the user's entry (404 until their Durable Object's first report arrives) until <paramref name="done"/>.</summary>
     private static async Task<ContainerView> WaitForAsync(HttpClient admin, string user, Func<ContainerView, bool> done)
     {
         ContainerView? last = null;
-        await TestContent.WaitUntilAsync(async () => done(last = await ShowAsync(admin, user)), $"{user}'s container state (last: {last})");
+        await TestContent.WaitUntilAsync(async () =>
+        {
+            using var response = await admin.GetAsync($"/admin/containers/{user}");
+            if (response.StatusCode == HttpStatusCode.NotFound) return false;
+            response.EnsureSuccessStatusCode();
+            last = await response.Content.ReadFromJsonAsync<ContainerView>();
+            return done(last!);
+        }, $"{user}'s container state");
         return last!;
     }
 

@@ -31,7 +31,15 @@ export interface ContainerView {
  */
 export async function handleAdmin(request: Request, env: Env, auth: AuthResult & { ok: true }): Promise<Response> {
   if (!auth.admin) return problem(403, "This token does not carry the admin role; the admin API is for admins only.");
+  try {
+    return await route(request, env);
+  } catch (error) {
+    console.error(`admin API: ${request.method} ${new URL(request.url).pathname} failed`, error);
+    return problem(502, "The container directory or the user's Durable Object could not be reached; try again.");
+  }
+}
 
+async function route(request: Request, env: Env): Promise<Response> {
   const url = new URL(request.url);
   const rest = url.pathname.slice(ADMIN_PREFIX.length);
   if (rest === "" || rest === "/") {

@@ -22,6 +22,9 @@ export const CLOCK_TOLERANCE_S = 30;
 const SECRET_ALGORITHMS = ["HS256"];
 const JWKS_ALGORITHMS = ["RS256", "ES256"];
 
+/** JWT claims with a meaning of their own (RFC 7519 4.1), which cannot carry the admin role. */
+const REGISTERED_CLAIMS = new Set(["iss", "sub", "aud", "exp", "nbf", "iat", "jti"]);
+
 const BEARER = /^Bearer[ ]+([^ ]+)[ ]*$/i;
 const encoder = new TextEncoder();
 
@@ -47,6 +50,12 @@ export async function authenticate(request: Request, settings: AuthSettings): Pr
   if (jwksUrl !== undefined) {
     keySet = keySetAt(jwksUrl);
     if (keySet === undefined) return { ok: false, status: 500, detail: "Authentication is misconfigured (AUTH_JWKS_URL is not an http(s) URL)." };
+  }
+
+  const adminClaim = settings.AUTH_ADMIN_CLAIM || DEFAULT_ADMIN_CLAIM;
+  if (REGISTERED_CLAIMS.has(adminClaim)) {
+    // e.g. `sub` would make the user whose id is "admin" an admin.
+    return { ok: false, status: 500, detail: `Authentication is misconfigured (AUTH_ADMIN_CLAIM cannot be the registered claim '${adminClaim}').` };
   }
 
   const header = request.headers.get("Authorization");
@@ -88,7 +97,7 @@ export async function authenticate(request: Request, settings: AuthSettings): Pr
   if (typeof iat === "number" && iat > Date.now() / 1000 + CLOCK_TOLERANCE_S) return unauthorized("Token 'iat' is in the future.");
   if (sub === undefined) return unauthorized("Token has no 'sub' claim.");
   if (!isValidUserId(sub)) return unauthorized(`Token 'sub' is not a valid user id (${USER_ID_RULE}).`);
-  const role = payload[settings.AUTH_ADMIN_CLAIM || DEFAULT_ADMIN_CLAIM];
+  const role = payload[adminClaim];
   const admin = role === ADMIN_ROLE || (Array.isArray(role) && role.includes(ADMIN_ROLE));
   return { ok: true, userId: sub, admin };
 }

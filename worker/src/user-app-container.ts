@@ -20,6 +20,8 @@ export class UserAppContainer extends Container<Env> {
 
   /** Learnt from the Worker's X-User-Id where the runtime gives the object no name. */
   #requestUserId: string | undefined;
+  /** The reports to the directory still under way, in the order of the events (see #tellDirectory). */
+  #directoryReports: Promise<void> = Promise.resolve();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx as DurableObject["ctx"], env); // the same object; only its Props type parameter differs
@@ -55,14 +57,16 @@ export class UserAppContainer extends Container<Env> {
     return inSpan("UserAppContainer start", () => super.startAndWaitForPorts(...args));
   }
 
-  override async onStart(): Promise<void> {
+  override onStart(): void {
     console.log(`user ${this.userId}: upload container started`);
-    await this.#tellDirectory((directory, user) => directory.started(user, Date.now()));
+    const at = Date.now();
+    this.#tellDirectory((directory, user) => directory.started(user, at));
   }
 
-  override async onStop({ exitCode, reason }: StopParams): Promise<void> {
+  override onStop({ exitCode, reason }: StopParams): void {
     console.log(`user ${this.userId}: upload container stopped (exit code ${exitCode}, ${reason})`);
-    await this.#tellDirectory((directory, user) => directory.stopped(user, exitCode, Date.now()));
+    const at = Date.now();
+    this.#tellDirectory((directory, user) => directory.stopped(user, exitCode, at));
   }
 
   /**
@@ -78,13 +82,19 @@ export class UserAppContainer extends Container<Env> {
     return Response.json({ signalled: running });
   }
 
-  /** Reports a start or stop to the directory (the admin API's list); a failure there never fails the user. */
-  async #tellDirectory(report: (directory: DurableObjectStub<ContainerDirectory>, user: string) => Promise<unknown>): Promise<void> {
-    try {
-      await inSpan("ContainerDirectory update", () => report(this.env.CONTAINER_DIRECTORY.getByName(DIRECTORY_NAME), this.userId));
-    } catch (error) {
-      console.error(`user ${this.userId}: the container directory was not updated`, error);
-    }
+  /**
+   * Reports a start or stop to the directory (the admin API's list), after the reports before it and
+   * without holding up the container's start or stop: the directory is one object for all users. A failed
+   * report is logged; the entry is corrected by this container's next start or stop.
+   */
+  #tellDirectory(report: (directory: DurableObjectStub<ContainerDirectory>, user: string) => Promise<unknown>): void {
+    const user = this.userId;
+    this.#directoryReports = this.#directoryReports
+      .then(() => inSpan("ContainerDirectory update", () => report(this.env.CONTAINER_DIRECTORY.getByName(DIRECTORY_NAME), user)))
+      .then(
+        () => {},
+        (error) => console.error(`user ${user}: the container directory was not updated`, error),
+      );
   }
 
   override onError(error: unknown): never {

@@ -32,6 +32,21 @@ async function show(user: string): Promise<ContainerView> {
   return json<ContainerView>(await admin(`/${user}`), 200);
 }
 
+/** Polls the user's entry until `done` holds: the Durable Object reports starts and stops in the background. */
+async function waitFor(user: string, done: (view: ContainerView) => boolean): Promise<ContainerView> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const response = await admin(`/${user}`);
+    const view = response.status === 404 ? undefined : await json<ContainerView>(response, 200);
+    if (response.status === 404) await response.text();
+    if (view !== undefined && done(view)) return view;
+    if (Date.now() > deadline) throw new Error(`gave up waiting for ${user}; last: ${JSON.stringify(view)}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+const isHealthy = (view: ContainerView) => view.status === "healthy";
+
 /**
  * Cancels the Durable Object's pending alarm. The pool runs alarms outside otel-cf-workers' configuration
  * ("Config is undefined" from the instrumented storage, which resets the object), so these tests keep
@@ -69,6 +84,14 @@ describe("admin API: who may call it", () => {
     },
   );
 
+  it.each(["/files/../admin/containers", "/files/%2e%2e/admin/containers/x", "/uploads/.%2E/admin/containers/x/stop"])(
+    "routes %s, which normalises to the admin API, to the role check (403 for a user)",
+    async (path) => {
+      const response = await SELF.fetch(`${BASE}${path}`, { method: path.endsWith("/stop") ? "POST" : "GET", headers: bearer(await tokenFor("someone")) });
+      await expectProblem(response, 403);
+    },
+  );
+
   it.each([{ role: "admin" }, { role: ["user", "admin"] }])("answers a token with claims %j with 200", async (claims) => {
     const token = await tokenFor("operator", { claims });
     const response = await SELF.fetch(`${BASE}/admin/containers`, { headers: bearer(token) });
@@ -83,6 +106,7 @@ describe("admin API: containers", () => {
     const before = Date.now();
     await wake(user);
     await quiesce(user);
+    await waitFor(user, isHealthy);
     const { containers } = await json<{ containers: ContainerView[] }>(await admin("?limit=1000"), 200);
     const entry = containers.find((c) => c.user === user);
     expect(entry).toMatchObject({ user, status: "healthy", exitCode: null, lastStop: null });
@@ -94,7 +118,7 @@ describe("admin API: containers", () => {
     const user = "admin-shown";
     await wake(user);
     await quiesce(user);
-    const view = await show(user);
+    const view = await waitFor(user, isHealthy);
     expect(view).toMatchObject({ user, status: "healthy", exitCode: null });
   });
 
@@ -102,7 +126,7 @@ describe("admin API: containers", () => {
     const user = "admin-stopped";
     await wake(user);
     await quiesce(user);
-    const first = (await show(user)).lastStart!;
+    const first = (await waitFor(user, isHealthy)).lastStart!;
 
     const stopped = await admin(`/${user}/stop`, { method: "POST" });
     const answer = await json<ContainerView>(stopped, 202);
@@ -110,12 +134,11 @@ describe("admin API: containers", () => {
     expect(answer.detail).toMatch(/SIGTERM/);
     expect(stopped.headers.get("Location")).toBe(`/admin/containers/${user}`);
 
-    // The stand-in exits at once, so the stop's own bookkeeping already ran onStop.
+    // The stand-in exits at once, so the stop's own bookkeeping runs onStop, which reports to the directory.
     expect(await running(user)).toBe(false);
-    const after = await show(user);
+    const after = await waitFor(user, (view) => view.lastStop !== null);
     expect(after).toMatchObject({ exitCode: 0 });
     expect(after.status).toMatch(/^stopped/);
-    expect(after.lastStop).not.toBeNull();
     const { containers } = await json<{ containers: ContainerView[] }>(await admin("?limit=1000"), 200);
     expect(containers.find((c) => c.user === user)).toMatchObject({ status: "stopped", exitCode: 0, lastStop: after.lastStop });
 
@@ -127,8 +150,7 @@ describe("admin API: containers", () => {
     await new Promise((resolve) => setTimeout(resolve, 5));
     await wake(user);
     await quiesce(user);
-    const woken = await show(user);
-    expect(woken.status).toBe("healthy");
+    const woken = await waitFor(user, (view) => isHealthy(view) && view.lastStart !== first);
     expect(Date.parse(woken.lastStart!)).toBeGreaterThan(Date.parse(first));
     expect(Date.parse(woken.lastStop!)).toBeGreaterThanOrEqual(Date.parse(after.lastStop!));
   });
@@ -137,6 +159,7 @@ describe("admin API: containers", () => {
     const user = "admin-destroyed";
     await wake(user);
     await quiesce(user);
+    await waitFor(user, isHealthy);
     const answer = await json<ContainerView>(await admin(`/${user}`, { method: "DELETE" }), 202);
     expect(answer.detail).toMatch(/SIGKILL/);
     expect(await running(user)).toBe(false);
@@ -147,6 +170,7 @@ describe("admin API: containers", () => {
     const user = "admin-asleep";
     await wake(user);
     await quiesce(user);
+    await waitFor(user, isHealthy);
     await json(await admin(`/${user}/stop`, { method: "POST" }), 202);
     expect(await running(user)).toBe(false);
 
@@ -232,5 +256,11 @@ describe("admin role in the token", () => {
     const namespaced: AuthSettings = { ...settings, AUTH_ADMIN_CLAIM: "https://example.test/roles" };
     expect(await check({ "https://example.test/roles": ["admin"] }, namespaced)).toMatchObject({ ok: true, admin: true });
     expect(await check({ role: "admin" }, namespaced)).toMatchObject({ ok: true, admin: false });
+  });
+
+  it("cannot be a registered claim: AUTH_ADMIN_CLAIM=sub would make the user named admin an admin", async () => {
+    for (const claim of ["sub", "iss", "aud", "jti"]) {
+      expect(await check({}, { ...settings, AUTH_ADMIN_CLAIM: claim })).toMatchObject({ ok: false, status: 500 });
+    }
   });
 });
