@@ -9,6 +9,7 @@ var builder = WebApplication.CreateBuilder(args);
 builder.AddServiceDefaults();
 builder.Services.AddSingleton<IMemoryPoolFactory<byte>, ReceiveBufferPool.Factory>(); // socket reads of 64 KiB, not 4 KiB
 builder.Services.AddProblemDetails();
+HttpJson.AddTo(builder.Services);
 builder.AddInternalSignature();
 builder.Services.AddExceptionHandler<StorageFailureHandler>();
 builder.AddFileStore();
