@@ -21,22 +21,11 @@ APP_IMAGE=localhost/container-check/upload-service:latest
 CHECK_USER=container-check
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 WRANGLER_SEND_METRICS=false CLOUDFLARE_CF_FETCH_ENABLED=false
 
-passed=0 failed=0
-script_start=$SECONDS
-step_start=$SECONDS
 WORK=$(mktemp -d)
 app_container="" apphost_pid=""
 
-log() { echo "container-check: $*"; }
-pass() { passed=$((passed + 1)); echo "PASS $1"; }
-fail() { failed=$((failed + 1)); echo "FAIL $1${2:+: $2}"; }
-step() { step_start=$SECONDS; echo; log "== $*"; }
-took() { log "   $1 took $((SECONDS - step_start)) s"; }
-finish() {
-  log "total $((SECONDS - script_start)) s"
-  echo "container-check: $passed passed, $failed failed"
-  [ "$failed" -eq 0 ]
-}
+CHECK_NAME=container-check
+source scripts/checks.sh
 
 cleanup() {
   if [ -n "$app_container" ]; then podman rm -f "$app_container" >/dev/null 2>&1 || true; fi
@@ -48,18 +37,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 143' TERM INT   # so that a timeout or Ctrl+C still runs the cleanup
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-
-# Polls a URL until it answers 200 or the deadline passes.
-wait_for_200() {
-  local url=$1 deadline=$((SECONDS + $2))
-  while [ $SECONDS -lt $deadline ]; do
-    if [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$url" || true)" = 200 ]; then return 0; fi
-    sleep 1
-  done
-  return 1
-}
 
 # ---------------------------------------------------------------------------------------------------------
 step "prerequisites: podman, runc, debootstrap"
@@ -180,18 +157,10 @@ took "image build"
 step "run the image: HTTP on port 8000 as the non-root user"
 port=$(free_port)
 app_container=container-check-$$
-# The service accepts only requests signed with this key, as the Durable Object signs them.
-internal_secret=$(head -c 32 /dev/urandom | sha256sum | cut -d' ' -f1)
-# sign METHOD TARGET: sets $signed to curl's header arguments (UploadService/Security/InternalSignature.cs).
-sign() {
-  local ts mac
-  ts=$(date +%s)
-  mac=$(python3 -c 'import hashlib, hmac, sys; print(hmac.new(sys.argv[1].encode(), "\n".join(["v1", *sys.argv[2:]]).encode(), hashlib.sha256).hexdigest())' \
-    "$internal_secret" "$ts" "$1" "" "$2" "$CHECK_USER")
-  signed=(-H "X-User-Id: $CHECK_USER" -H "X-Internal-Timestamp: $ts" -H "X-Internal-Signature: v1=$mac")
-}
+# The service accepts only requests signed with this key, as the Durable Object signs them (sign, checks.sh).
+INTERNAL_SECRET=$(head -c 32 /dev/urandom | sha256sum | cut -d' ' -f1)
 if ! podman run -d --rm --name "$app_container" --platform linux/amd64 -p "127.0.0.1:$port:8000" \
-  -e INTERNAL_SECRET="$internal_secret" "$APP_IMAGE" >/dev/null; then
+  -e INTERNAL_SECRET="$INTERNAL_SECRET" "$APP_IMAGE" >/dev/null; then
   fail "the image starts"; finish; exit 1
 fi
 base=http://127.0.0.1:$port
