@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Collections.Frozen;
 using System.Diagnostics.CodeAnalysis;
+using System.Globalization;
 using System.Text;
 using System.Text.RegularExpressions;
 
@@ -15,7 +16,9 @@ namespace UploadService.Security;
 /// (NFKC: U+2024 or U+FF0E become '.', U+FF0F '/'), and percent-decoded (repeatedly: <c>%2e</c>,
 /// <c>%252e</c>), and must not become '.', '..', a run of dots and spaces (which Windows trims away),
 /// contain '/', '\' or a control character, or be a Windows device name (CON, NUL, COM1, ...; with
-/// any extension). Escapes that are not valid UTF-8 (the overlong <c>%c0%ae</c>) are refused outright.
+/// any extension). Unicode format characters (category Cf: bidi controls, zero-width characters, U+FEFF)
+/// are refused too, written or escaped: they make a name read as another (<c>invoice\u202Efdp.exe</c> shows
+/// as <c>invoiceexe.pdf</c>). Escapes that are not valid UTF-8 (the overlong <c>%c0%ae</c>) are refused outright.
 /// Names are kept in Unicode normalization form C: an NFD spelling names the same file as the NFC one.
 /// </summary>
 public sealed partial record FileName
@@ -99,13 +102,20 @@ public sealed partial record FileName
                 return "The file name contains a backslash; use '/' between folders.";
             }
 
-            if (char.IsHighSurrogate(c) && i + 1 < candidate.Length && char.IsLowSurrogate(candidate[i + 1]))
-            {
-                i++;
-            }
-            else if (char.IsSurrogate(c))
+            var pair = char.IsHighSurrogate(c) && i + 1 < candidate.Length && char.IsLowSurrogate(candidate[i + 1]);
+            if (!pair && char.IsSurrogate(c))
             {
                 return "The file name is not valid UTF-16 (unpaired surrogate).";
+            }
+
+            if (CharUnicodeInfo.GetUnicodeCategory(candidate, i) == UnicodeCategory.Format)
+            {
+                return $"The file name contains the invisible format character U+{char.ConvertToUtf32(candidate, i):X4}: {FormatCharacterReason}";
+            }
+
+            if (pair)
+            {
+                i++;
             }
         }
 
@@ -147,6 +157,19 @@ public sealed partial record FileName
         return null;
     }
 
+    private const string FormatCharacterReason =
+        "bidi controls (U+202A-U+202E, U+2066-U+2069), zero-width characters (U+200B-U+200D), U+FEFF and the other " +
+        "Unicode format characters (category Cf) change how a name reads without being seen, so names may not contain them.";
+
+    private static bool HasFormatCharacter(string text)
+    {
+        foreach (var rune in text.EnumerateRunes())
+        {
+            if (Rune.GetUnicodeCategory(rune) == UnicodeCategory.Format) return true;
+        }
+        return false;
+    }
+
     /// <summary>The segment as written, in compatibility form, and percent-decoded: none may be dangerous.</summary>
     private static string? CheckSpellings(string segment)
     {
@@ -162,6 +185,11 @@ public sealed partial record FileName
             if (form.Any(char.IsControl))
             {
                 return "A segment of the file name has an escaped control character.";
+            }
+
+            if (HasFormatCharacter(form))
+            {
+                return $"A segment of the file name has an escaped invisible format character: {FormatCharacterReason}";
             }
 
             if (form.TrimEnd('.', ' ').Length == 0)

@@ -58,6 +58,12 @@ public class FileNameTests
         { new string('é', 128), "255 bytes" }, // 128 chars, 256 UTF-8 bytes
         { string.Join('/', Enumerable.Repeat(new string('y', 200), 6)), "1024 bytes" },
         { "...", "only dots and spaces" },
+        { "invoice\u202Efdp.exe", "U+202E" },
+        { "\uFEFFreport.pdf", "U+FEFF" },
+        { "a\u200Db", "format character" },
+        { "a\u2066b", "format character" },
+        { "tag\U000E0041", "U+E0041" },
+        { "invoice%E2%80%AEfdp.exe", "escaped invisible format character" },
         { ". .", "only dots and spaces" },
         { "a/.. ", "only dots and spaces" },
         { "%2e%2e", "only dots and spaces" },

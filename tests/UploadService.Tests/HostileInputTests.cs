@@ -47,6 +47,11 @@ public sealed class HostileInputTests(UploadServiceFactory service, ITestOutputH
         "\u2024\u2024", "\u2025", "\uFF0E\uFF0E/x", "\uFE52\uFE52", "a\uFF0F..\uFF0Fb", "a\uFF3Cb", "a\u2215b", "a\u2044b", "%c0%ae%c0%ae",
         "CON", "con.txt", "NUL", "nul.tar.gz", "COM1", "LPT9.log", "AUX ", "COM\u00B9", "docs/PRN/x",
         new string('x', 256), new string('é', 128), string.Join('/', Enumerable.Repeat(new string('y', 220), 5)),
+        // Unicode format characters (Cf), which make a name read as another: bidi embeddings, overrides and
+        // isolates, zero-width characters, the byte-order mark, and others of the category, written or escaped.
+        "invoice\u202Efdp.exe", "a\u202Ab", "a\u202Bb", "a\u202Cb", "a\u202Db", "a\u2066b", "a\u2067b", "a\u2068b", "a\u2069b",
+        "a\u200Bb", "a\u200Cb", "a\u200Db", "\uFEFFreport.pdf", "a\u00ADb", "a\u2060b", "a\u061Cb", "a\U000E0001b", "docs/\u202Ex",
+        "invoice%E2%80%AEfdp.exe",
     ];
 
     public static TheoryData<int> NameIndexes => [.. Enumerable.Range(0, HostileNames.Length)];
