@@ -9,7 +9,8 @@ using Microsoft.IdentityModel.Tokens;
 namespace Aspire.Hosting;
 
 // Wiring for the TypeScript Worker in worker/: an install step, then `wrangler dev` through the worker's
-// own npm script (scripts/dev.sh), which turns the environment the AppHost sets into `--var` flags.
+// own npm script (scripts/dev.sh), which hands the environment the AppHost sets to the Worker in an env file
+// only this user can read (not as flags: a command line is visible to every local user).
 public static class WorkerExtensions
 {
     private const int DefaultWorkerPort = 8787;

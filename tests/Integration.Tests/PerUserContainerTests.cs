@@ -221,6 +221,53 @@ public sealed class PerUserContainerTests(PerUserAppFixture app, ITestOutputHelp
     }
 
     [Fact]
+    public async Task No_secret_is_on_any_command_line()
+    {
+        using (var client = app.CreateWorkerClient(TestContent.UniqueUser("cmdline")))
+        using (var put = await client.PutAsync("/files/a.txt", new ByteArrayContent([1])))
+            Assert.Equal(HttpStatusCode.Created, put.StatusCode); // an instance runs too
+
+        var secrets = new Dictionary<string, string>
+        {
+            ["AUTH_SECRET"] = app.AuthSecret,
+            ["INTERNAL_SECRET"] = app.InternalSecret,
+            ["the container runtime's key"] = app.Runtime.Token,
+            ["the dashboard's API key"] = app.DashboardApiKey,
+        };
+        var seen = 0;
+        foreach (var process in Directory.EnumerateDirectories("/proc").Where(d => int.TryParse(Path.GetFileName(d), out _)))
+        {
+            string commandLine;
+            try
+            {
+                commandLine = File.ReadAllText(Path.Combine(process, "cmdline")).Replace('\0', ' ');
+            }
+            catch (IOException)
+            {
+                continue; // exited meanwhile
+            }
+            seen++;
+            foreach (var (what, secret) in secrets)
+                Assert.False(commandLine.Contains(secret, StringComparison.Ordinal), $"{what} is on the command line of {commandLine[..Math.Min(120, commandLine.Length)]}");
+        }
+        Assert.True(seen > 10, $"only {seen} processes read");
+        Assert.Contains(Directory.EnumerateDirectories("/proc"), d =>
+            File.Exists(Path.Combine(d, "cmdline")) && TryRead(Path.Combine(d, "cmdline")).Contains("wrangler", StringComparison.Ordinal));
+    }
+
+    private static string TryRead(string path)
+    {
+        try
+        {
+            return File.ReadAllText(path);
+        }
+        catch (IOException)
+        {
+            return "";
+        }
+    }
+
+    [Fact]
     public async Task A_wake_shows_in_the_trace_as_a_start_span_under_the_Durable_Object()
     {
         var traceId = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));

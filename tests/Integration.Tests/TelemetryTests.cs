@@ -65,7 +65,7 @@ public sealed class TelemetryTests(AppFixture app)
             ["OTLP logs"] = await dashboard.GetStringAsync("/api/telemetry/logs?limit=10000"),
         };
         // (What the Worker prints to its console is checked in worker/test/redaction.test.ts; wrangler shows
-        // --var values as "(hidden)".)
+        // env-file values as "(hidden)".)
         Assert.Contains(user, exported["spans"]); // what is checked below holds this request's traffic
 
         var secrets = new Dictionary<string, string>

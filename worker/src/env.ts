@@ -1,6 +1,6 @@
 /**
  * Values that reach the Worker at run time rather than through wrangler.toml: secrets and variables
- * in production (`wrangler secret put AUTH_SECRET`, dashboard variables), `--var` flags locally
+ * in production (`wrangler secret put AUTH_SECRET`, dashboard variables), an env file locally
  * (scripts/dev.sh).
  * `wrangler types` cannot see them, so they are merged into its generated `Env` here.
  */

@@ -12,7 +12,7 @@ import { SharedContainer } from "./shared-container";
 
 export { ContainerDirectory, default } from "../index";
 
-/** Values the AppHost passes with `--var` in local modes only (scripts/dev.sh). */
+/** Values the AppHost passes in local modes only (scripts/dev.sh writes them to the env file). */
 export interface DevVars {
   /** The local container runtime (per-user instances) and the key its requests need. */
   CONTAINER_RUNTIME_URL?: string;
