@@ -110,6 +110,16 @@ RUN mkdir -p /usr/share/dotnet/shared \
  && mkdir -p /home/app && chown 1654:1654 /home/app
 ENV APP_UID=1654 ASPNETCORE_HTTP_PORTS=8080 DOTNET_RUNNING_IN_CONTAINER=true
 EOF
+# The runtime-deps stand-in: like mcr.microsoft.com/dotnet/runtime-deps (what a native executable needs:
+# glibc, OpenSSL, ICU), the minbase with user "app" with uid 1654. (The chiseled originals have no shell.)
+cat >"$CACHE/runtime-deps.Containerfile" <<'EOF'
+ARG BASE
+FROM $BASE
+RUN echo 'app:x:1654:1654::/home/app:/bin/sh' >>/etc/passwd \
+ && echo 'app:x:1654:' >>/etc/group \
+ && mkdir -p /home/app && chown 1654:1654 /home/app
+ENV APP_UID=1654 ASPNETCORE_HTTP_PORTS=8080 DOTNET_RUNNING_IN_CONTAINER=true
+EOF
 # The SDK stand-in: the host's whole dotnet root, and the host's extra CA certificates, because restore
 # inside the build goes out through the same TLS-intercepting proxy the host trusts.
 cat >"$CACHE/sdk.Containerfile" <<'EOF'
@@ -128,6 +138,7 @@ EOF
 for image in "${from_images[@]}"; do
   case "$image" in
     */dotnet/aspnet:*) recipe=aspnet ;;
+    */dotnet/runtime-deps:*) recipe=runtime-deps ;;
     */dotnet/sdk:*) recipe=sdk ;;
     *) fail "stand-in for $image" "no recipe for this base image"; continue ;;
   esac
@@ -218,6 +229,61 @@ if [ "$owners" = "1654 " ]; then pass "files under /data belong to uid 1654"; el
 podman rm -f "$app_container" >/dev/null 2>&1 || true
 app_container=""
 took "container checks"
+
+# ---------------------------------------------------------------------------------------------------------
+step "in 256 MiB, Cloudflare's smallest instance (lite): 1 GiB by PUT and by tus, read back"
+port=$(free_port)
+app_container=container-check-lite-$$
+if ! podman run -d --rm --name "$app_container" --platform linux/amd64 --memory=256m --memory-swap=256m \
+  -p "127.0.0.1:$port:8000" -e INTERNAL_SECRET="$INTERNAL_SECRET" "$APP_IMAGE" >/dev/null; then
+  fail "the image starts with --memory=256m"; finish; exit 1
+fi
+base=http://127.0.0.1:$port
+wait_for_200 "$base/health" 60 || fail "the 256 MiB container answers /health"
+gib=$((1024 * 1024 * 1024)) chunk=$((50 * 1024 * 1024))
+head -c "$gib" /dev/urandom >"$WORK/big.bin"
+big_sha=$(sha256sum "$WORK/big.bin" | cut -d' ' -f1)
+# read_back NAME: GETs /files/NAME and compares its sha256 with the sent file's.
+read_back() {
+  sign GET "/files/$1"
+  [ "$(curl -s "${signed[@]}" "$base/files/$1" | sha256sum | cut -d' ' -f1)" = "$big_sha" ]
+}
+sign PUT /files/lite/put.bin
+status=$(curl -s -o "$WORK/put.json" -w '%{http_code}' "${signed[@]}" -T "$WORK/big.bin" "$base/files/lite/put.bin" || true)
+if [ "$status" = 201 ] && grep -q "\"sha256\":\"$big_sha\"" "$WORK/put.json" && read_back lite/put.bin; then
+  pass "1 GiB PUT in 256 MiB -> 201, read back with the same sha256"
+else
+  fail "1 GiB PUT in 256 MiB, read back" "status $status $(head -c 200 "$WORK/put.json")"
+fi
+# tus: creation, then 50 MiB PATCHes, as the upload page sends them.
+sign POST /uploads
+upload=$(curl -s -D - -o /dev/null "${signed[@]}" -X POST -H "Tus-Resumable: 1.0.0" -H "Upload-Length: $gib" \
+  -H "Upload-Metadata: filename $(printf 'lite/tus.bin' | base64)" "$base/uploads" \
+  | sed -nE 's#^[Ll]ocation: *https?://[^/]+(/[^\r]*)\r?$#\1#p')
+offset=0
+while [ -n "$upload" ] && [ "$offset" -lt "$gib" ]; do
+  sign PATCH "$upload"
+  next=$(curl -s -D - -o /dev/null "${signed[@]}" -X PATCH -H "Tus-Resumable: 1.0.0" -H "Upload-Offset: $offset" \
+    -H "Content-Type: application/offset+octet-stream" --data-binary @<(tail -c +$((offset + 1)) "$WORK/big.bin" | head -c "$chunk") \
+    "$base$upload" | sed -nE 's/^[Uu]pload-[Oo]ffset: *([0-9]+).*/\1/p')
+  [ -n "$next" ] && [ "$next" -gt "$offset" ] || break
+  offset=$next
+done
+if [ "$offset" = "$gib" ] && read_back lite/tus.bin; then
+  pass "1 GiB tus upload (50 MiB PATCHes) in 256 MiB, read back with the same sha256"
+else
+  fail "1 GiB tus upload in 256 MiB, read back" "upload '$upload' reached offset $offset"
+fi
+oom=$(podman inspect --format '{{.State.OOMKilled}}' "$app_container" 2>/dev/null || echo gone)
+# The service's own peak RSS (the cgroup's figure would count the page cache of the 2 GiB written too).
+pid=$(podman inspect --format '{{.State.Pid}}' "$app_container" 2>/dev/null || echo 0)
+peak=$(awk '/^VmHWM:/ { print int($2 / 1024) }' "/proc/$pid/status" 2>/dev/null || true)
+if [ "$oom" = false ]; then pass "never killed for memory (the service's peak RSS: ${peak:-?} MiB of 256)"
+else fail "never killed for memory" "OOMKilled: $oom"; fi
+rm -f "$WORK/big.bin"
+podman rm -f "$app_container" >/dev/null 2>&1 || true
+app_container=""
+took "256 MiB"
 
 # ---------------------------------------------------------------------------------------------------------
 step "wrangler deploy --dry-run builds the image from wrangler.toml's [[containers]] entry"

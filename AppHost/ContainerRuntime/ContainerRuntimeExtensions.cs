@@ -101,7 +101,7 @@ public static partial class ContainerRuntimeExtensions
 
     /// <summary>
     /// The upload service as built beside the AppHost (the AppHost's project reference builds it, in the same
-    /// configuration): what the image's <c>ENTRYPOINT ["dotnet", "UploadService.dll"]</c> runs.
+    /// configuration): the same code the image runs, JIT-compiled here (the image's is the Native AOT build).
     /// </summary>
     private static string UploadServiceDll()
     {

@@ -95,7 +95,7 @@ internal sealed class UploadServiceInstance
     }
 
     /// <summary>
-    /// <c>dotnet UploadService.dll</c> in its output folder, as the image's entrypoint runs it in /app, with a
+    /// <c>dotnet UploadService.dll</c> in its output folder, as the image runs its native build in /app, with a
     /// container's environment: a plain PATH and HOME, the image's own ENV (the data directory as
     /// <c>Storage__Root</c>), then the instance's.
     /// </summary>
