@@ -234,36 +234,28 @@ public sealed class PerUserContainerTests(PerUserAppFixture app, ITestOutputHelp
             ["the container runtime's key"] = app.Runtime.Token,
             ["the dashboard's API key"] = app.DashboardApiKey,
         };
-        var seen = 0;
-        foreach (var process in Directory.EnumerateDirectories("/proc").Where(d => int.TryParse(Path.GetFileName(d), out _)))
-        {
-            string commandLine;
-            try
-            {
-                commandLine = File.ReadAllText(Path.Combine(process, "cmdline")).Replace('\0', ' ');
-            }
-            catch (IOException)
-            {
-                continue; // exited meanwhile
-            }
-            seen++;
+        // Every process's command line, read once (a process that exits meanwhile is left out).
+        var commandLines = Directory.EnumerateDirectories("/proc")
+            .Where(d => int.TryParse(Path.GetFileName(d), out _))
+            .Select(d => ReadCommandLine(Path.Combine(d, "cmdline")))
+            .OfType<string>()
+            .ToList();
+        Assert.True(commandLines.Count > 10, $"only {commandLines.Count} processes read");
+        Assert.Contains(commandLines, c => c.Contains("wrangler", StringComparison.Ordinal));
+        foreach (var commandLine in commandLines)
             foreach (var (what, secret) in secrets)
                 Assert.False(commandLine.Contains(secret, StringComparison.Ordinal), $"{what} is on the command line of {commandLine[..Math.Min(120, commandLine.Length)]}");
-        }
-        Assert.True(seen > 10, $"only {seen} processes read");
-        Assert.Contains(Directory.EnumerateDirectories("/proc"), d =>
-            File.Exists(Path.Combine(d, "cmdline")) && TryRead(Path.Combine(d, "cmdline")).Contains("wrangler", StringComparison.Ordinal));
     }
 
-    private static string TryRead(string path)
+    private static string? ReadCommandLine(string path)
     {
         try
         {
-            return File.ReadAllText(path);
+            return File.ReadAllText(path).Replace('\0', ' ');
         }
         catch (IOException)
         {
-            return "";
+            return null;
         }
     }
 
