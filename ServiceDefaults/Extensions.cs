@@ -1,7 +1,6 @@
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Diagnostics.HealthChecks;
+using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Logging;
 using OpenTelemetry;
 using OpenTelemetry.Metrics;
@@ -9,7 +8,9 @@ using OpenTelemetry.Trace;
 
 namespace Microsoft.Extensions.Hosting;
 
-// Adds the common Aspire services: service discovery, resilience, health checks and OpenTelemetry.
+// The common Aspire services the upload service uses: health endpoints and OpenTelemetry. (The Aspire template's
+// service discovery and HTTP resilience are left out: the service calls no other service by name, and its only
+// outgoing client, the S3 one, has its own retries.)
 public static class Extensions
 {
     private const string HealthEndpointPath = "/health";
@@ -19,21 +20,19 @@ public static class Extensions
     {
         builder.ConfigureOpenTelemetry();
 
-        builder.AddDefaultHealthChecks();
-
-        builder.Services.AddServiceDiscovery();
-
-        builder.Services.ConfigureHttpClientDefaults(http =>
-        {
-            http.AddStandardResilienceHandler();
-            http.AddServiceDiscovery();
-        });
-
         return builder;
     }
 
     public static TBuilder ConfigureOpenTelemetry<TBuilder>(this TBuilder builder) where TBuilder : IHostApplicationBuilder
     {
+        // Telemetry goes only where an endpoint is configured (the AppHost sets it; the Durable Object passes it on
+        // when the Worker has one). Without one, no pipeline is built: nothing would read its spans, and building
+        // it is start-up time that every wake of a user's container pays.
+        if (string.IsNullOrWhiteSpace(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]))
+        {
+            return builder;
+        }
+
         builder.Logging.AddOpenTelemetry(logging =>
         {
             logging.IncludeFormattedMessage = true;
@@ -58,43 +57,24 @@ public static class Extensions
                     .AddHttpClientInstrumentation();
             });
 
-        builder.AddOpenTelemetryExporters();
+        builder.Services.AddOpenTelemetry().UseOtlpExporter();
 
         return builder;
     }
 
-    private static TBuilder AddOpenTelemetryExporters<TBuilder>(this TBuilder builder) where TBuilder : IHostApplicationBuilder
-    {
-        // Export only where an endpoint is configured (the AppHost sets it; production may not).
-        var useOtlpExporter = !string.IsNullOrWhiteSpace(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]);
-
-        if (useOtlpExporter)
-        {
-            builder.Services.AddOpenTelemetry().UseOtlpExporter();
-        }
-
-        return builder;
-    }
-
-    public static TBuilder AddDefaultHealthChecks<TBuilder>(this TBuilder builder) where TBuilder : IHostApplicationBuilder
-    {
-        builder.Services.AddHealthChecks()
-            .AddCheck("self", () => HealthCheckResult.Healthy(), ["live"]);
-
-        return builder;
-    }
-
+    // The service has nothing to check but itself: it is healthy and alive when it answers. (Plain endpoints
+    // rather than the health-checks framework, whose services and middleware cost a few
+    // milliseconds of every start.)
     public static WebApplication MapDefaultEndpoints(this WebApplication app)
     {
-        // All health checks must pass for the app to be considered ready to accept traffic.
-        app.MapHealthChecks(HealthEndpointPath);
-
-        // Only health checks tagged "live" must pass for the app to be considered alive.
-        app.MapHealthChecks(AlivenessEndpointPath, new HealthCheckOptions
-        {
-            Predicate = r => r.Tags.Contains("live")
-        });
-
+        app.MapGet(HealthEndpointPath, Healthy);
+        app.MapGet(AlivenessEndpointPath, Healthy);
         return app;
+    }
+
+    private static Task Healthy(HttpContext context)
+    {
+        context.Response.ContentType = "text/plain";
+        return context.Response.WriteAsync("Healthy");
     }
 }

@@ -4,7 +4,7 @@ using UploadService.Hosting;
 using UploadService.Security;
 using UploadService.Telemetry;
 
-var builder = WebApplication.CreateBuilder(args);
+var builder = WebApplication.CreateSlimBuilder(args);
 
 builder.AddServiceDefaults();
 builder.Services.AddSingleton<IMemoryPoolFactory<byte>, ReceiveBufferPool.Factory>(); // socket reads of 64 KiB, not 4 KiB

@@ -83,7 +83,9 @@ public static class UploadMetricsExtensions
     public static TBuilder AddUploadMetrics<TBuilder>(this TBuilder builder) where TBuilder : IHostApplicationBuilder
     {
         builder.Services.AddSingleton<UploadMetrics>();
-        builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics.AddMeter(UploadMetrics.MeterName));
+        // Exported with the rest where ServiceDefaults builds the OpenTelemetry pipeline (an OTLP endpoint is set);
+        // this alone builds none.
+        builder.Services.ConfigureOpenTelemetryMeterProvider(metrics => metrics.AddMeter(UploadMetrics.MeterName));
         return builder;
     }
 

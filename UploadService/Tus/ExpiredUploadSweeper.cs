@@ -3,7 +3,11 @@ using UploadService.Storage;
 
 namespace UploadService.Tus;
 
-/// <summary>Deletes expired uploads (and their bytes) every <see cref="TusOptions.SweepInterval"/>, starting at start-up.</summary>
+/// <summary>
+/// Deletes expired uploads (and their bytes) every <see cref="TusOptions.SweepInterval"/>. The first sweep comes one
+/// interval after start-up, not at it: a sweep lists every upload, and a woken container answers its first
+/// request sooner without that work beside it.
+/// </summary>
 public sealed partial class ExpiredUploadSweeper(
     IUploadStore store, UploadLocks locks, IOptions<TusOptions> options, TimeProvider time, ILogger<ExpiredUploadSweeper> logger)
     : BackgroundService
@@ -11,7 +15,7 @@ public sealed partial class ExpiredUploadSweeper(
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         using var timer = new PeriodicTimer(options.Value.SweepInterval, time);
-        do
+        while (await timer.WaitForNextTickAsync(stoppingToken))
         {
             try
             {
@@ -26,7 +30,6 @@ public sealed partial class ExpiredUploadSweeper(
                 LogSweepFailed(ex);
             }
         }
-        while (await timer.WaitForNextTickAsync(stoppingToken));
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Deleted {Count} expired uploads")]
