@@ -4,8 +4,11 @@
 // Full run: prints the table and writes bench/results.md + bench/results.png.
 // --quick: small sizes, one run each, no AppHost start-up or integration tests; a smoke pass (CI) that asserts nothing about speed;
 //          writes bench/quick/ (ignored by git) so it never overwrites the committed results.
-// --only ceilings,uploads,downloads,small,startup: just those groups (downloads read what uploads stored; startup is the
-//          AppHost start-up and the per-user wakes), for profiling one case; also writes bench/quick/.
+// --only cold,ceilings,uploads,downloads,small,startup: just those groups (cold is the service's own cold start beside the
+//          peer's and the floor's; downloads read what uploads stored; startup is the AppHost start-up and the per-user
+//          wakes), for profiling one case; also writes bench/quick/.
+// The service runs as its Native AOT binary (published at the start of the run, as the image builds it; needs clang)
+// with its JIT build beside it in the rows marked JIT; --quick runs the JIT build only.
 using System.Diagnostics;
 using Bench;
 
@@ -34,7 +37,8 @@ var work = Directory.CreateTempSubdirectory("upload-bench-");
 Console.WriteLine($"working directory (service storage, peer store, ceilings; same disk): {work.FullName}");
 var http = Client.CreateHttp();
 var client = new Client(http);
-var stack = new Stack(repo, work.FullName, http);
+var builds = await ServiceBuilds.Prepare(repo, work.FullName, options.Quick, report);
+var stack = new Stack(repo, work.FullName, http, builds);
 var exitCode = 0;
 // Ctrl+C or SIGTERM: stop the servers this run started (wrangler takes its workerd down) before exiting.
 using var onInterrupt = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGINT, Interrupted);
@@ -49,8 +53,11 @@ void Interrupted(System.Runtime.InteropServices.PosixSignalContext context)
 }
 try
 {
+    // Cold starts first, on a quiet machine: nothing else of the run is started yet.
+    if (options.Runs("cold")) await new ColdStarts(builds, plan, report, repo, work.FullName).Run();
     await stack.Start(withWrangler: !options.NoWrangler, report);
     await stack.StartS3(report);
+    await stack.StartJit(report);
     var runner = new Runner(client, stack, plan, report, work.FullName);
     if (options.Runs("ceilings")) await runner.Ceilings();
     // Small files before the large cases: those free many inodes (s3rver deletes every multipart part), and
@@ -100,13 +107,13 @@ return exitCode;
 
 sealed record Options(bool Quick, bool NoWrangler, bool NoAppHost, bool NoTests, string[]? Only, string? Note)
 {
-    static readonly string[] Groups = ["ceilings", "uploads", "downloads", "small", "startup"];
+    static readonly string[] Groups = ["cold", "ceilings", "uploads", "downloads", "small", "startup"];
 
     public bool Runs(string group) => Only is null || Only.Contains(group);
 
     public static Options Parse(string[] args)
     {
-        const string usage = "use [--quick] [--no-wrangler] [--no-apphost] [--no-tests] [--only ceilings,uploads,downloads,small,startup] [--note TEXT]";
+        const string usage = "use [--quick] [--no-wrangler] [--no-apphost] [--no-tests] [--only cold,ceilings,uploads,downloads,small,startup] [--note TEXT]";
         string? note = null;
         string[]? only = null;
         for (var i = 0; i < args.Length; i++)
@@ -141,9 +148,9 @@ sealed record Options(bool Quick, bool NoWrangler, bool NoAppHost, bool NoTests,
 /// ~10 s of 4 KiB tus uploads (through its instrumented PGO tiers), and V8 tiers up too; a few dozen uploads measured
 /// the compiling, not the server.
 /// </summary>
-sealed record Plan(long[] Sizes, int Runs, int SmallUploads, TimeSpan SmallWarmUp, int[] Concurrency, int RangeReads)
+sealed record Plan(long[] Sizes, int Runs, int SmallUploads, TimeSpan SmallWarmUp, int[] Concurrency, int RangeReads, int ColdStarts)
 {
-    public static readonly Plan Full = new([1L << 20, 64L << 20, 1L << 30], Runs: 3, SmallUploads: 1000, SmallWarmUp: TimeSpan.FromSeconds(5), Concurrency: [1, 8, 32], RangeReads: 20);
-    public static readonly Plan Quick = new([1L << 20, 8L << 20], Runs: 1, SmallUploads: 32, SmallWarmUp: TimeSpan.FromSeconds(0.2), Concurrency: [1, 8, 32], RangeReads: 3);
+    public static readonly Plan Full = new([1L << 20, 64L << 20, 1L << 30], Runs: 3, SmallUploads: 1000, SmallWarmUp: TimeSpan.FromSeconds(5), Concurrency: [1, 8, 32], RangeReads: 20, ColdStarts: 10);
+    public static readonly Plan Quick = new([1L << 20, 8L << 20], Runs: 1, SmallUploads: 32, SmallWarmUp: TimeSpan.FromSeconds(0.2), Concurrency: [1, 8, 32], RangeReads: 3, ColdStarts: 2);
     public long Largest => Sizes[^1];
 }

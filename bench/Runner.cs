@@ -22,6 +22,7 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
     const string SmallFile = "new 4 KiB file + fsync (disk ceiling)";
     const string SmallTus = "service tus 4 KiB (direct)", SmallPeer = "@tus/server tus 4 KiB", SmallPut = "service PUT 4 KiB (direct)";
     const string CpuCase = "whole machine";
+    const string JitPut = "service PUT (direct, JIT build)", JitTus = "service tus 50 MiB chunks (direct, JIT build)", JitSmallTus = "service tus 4 KiB (direct, JIT build)";
 
     public async Task Ceilings()
     {
@@ -38,6 +39,13 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
         var direct = stack.Direct!;
         await Throughput("Uploads", DirectPut, size => client.Put(direct, Name("put", size), size), measureRss: true, serviceMetrics: true);
         await Throughput("Uploads", DirectTus, size => client.Tus(direct, Name("tus", size), size), measureRss: true, serviceMetrics: true);
+        if (stack.JitDirect is { } jit)
+        {
+            // The same cases on the service's JIT build: what Native AOT costs or gains in throughput and memory.
+            var memory = (stack.JitService!, stack.JitIdleRss);
+            await Throughput("Uploads", JitPut, size => client.Put(jit, Name("jput", size), size), measureRss: true, memoryOf: memory);
+            await Throughput("Uploads", JitTus, size => client.Tus(jit, Name("jtus", size), size), measureRss: true, memoryOf: memory);
+        }
         if (stack.Peer is { } peer)
             await Throughput("Uploads", PeerTus, size => client.Tus(peer, Name("peer", size), size), afterEach: ClearPeerStore);
         if (stack.Worker is { } worker)
@@ -103,6 +111,8 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
             if (stack.Peer is { } peer)
                 await Small(SmallPeer, concurrency, (i, _) => client.Tus(peer, $"small/peer-{concurrency}-{i}.bin", SmallSize));
             await Small(SmallPut, concurrency, (i, _) => client.Put(stack.Direct!, $"small/put-{concurrency}-{i}.bin", SmallSize), serviceMetrics: true);
+            if (concurrency == 8 && stack.JitDirect is { } jit)
+                await Small(JitSmallTus, concurrency, (i, _) => client.Tus(jit, $"small/jtus-{concurrency}-{i}.bin", SmallSize));
         }
     }
 
@@ -357,9 +367,10 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
             Divide(Median(SmallTus, "concurrency 8"), Median(SmallPeer, "concurrency 8")), 2.0, true, ""));
         report.Ratios.Add(new Ratio($"Worker → DO → service PUT {largest} / bare Worker", WorkerPut, BarePut,
             Divide(Median(WorkerPut, largest), Median(BarePut, largest)), 0.8, true, note));
-        var growth = report.Measurements.Where(m => m.Group == "Memory").Select(m => m.Values.Max()).DefaultIfEmpty().Max();
+        var shippedMemory = report.Measurements.Where(m => m.Group == "Memory" && m.Path is not (JitPut or JitTus)).ToList();
+        var growth = shippedMemory.Select(m => m.Values.Max()).DefaultIfEmpty().Max();
         report.Ratios.Add(new Ratio($"peak RSS growth, any {largest} case (MiB)", "peak RSS", "idle RSS",
-            report.Measurements.Any(m => m.Group == "Memory") ? growth : null, 64, false,
+            shippedMemory.Count > 0 ? growth : null, 64, false,
             (note.Length > 0 ? note + "; " : "") + (stack.S3Direct is null
                 ? "filesystem store (the only backend measured)"
                 : "filesystem store and s3 backend (s3rver)")));
@@ -369,7 +380,30 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
             Divide(report.Measurements.FirstOrDefault(m => m.Path == WakePath)?.Median, report.Measurements.FirstOrDefault(m => m.Path == OwnStartPath)?.Median),
             double.NaN, false, "how much of a wake is the upload service starting (1 = all of it)"));
 
+        // Cold start and footprint (issue 17), of the build the image ships.
+        double? Cold(string path, string @case) => report.Find(path, @case)?.Median;
+        report.Ratios.Add(new Ratio("service start / @tus/server start", ColdStarts.Service, ColdStarts.Peer,
+            Divide(Cold(ColdStarts.Service, ColdStarts.FirstAnswer), Cold(ColdStarts.Peer, ColdStarts.FirstAnswer)), 0.5, false,
+            "exec → first answer, medians"));
+        report.Ratios.Add(new Ratio("service start / minimal Native AOT app start", ColdStarts.Service, ColdStarts.Floor,
+            Divide(Cold(ColdStarts.Service, ColdStarts.FirstAnswer), Cold(ColdStarts.Floor, ColdStarts.FirstAnswer)), 1.3, false,
+            "exec → first answer, medians; the floor of this stack"));
+        report.Ratios.Add(new Ratio("service first 1 MiB upload / @tus/server first 1 MiB upload", ColdStarts.Service, ColdStarts.Peer,
+            Divide(Cold(ColdStarts.Service, ColdStarts.FirstUpload), Cold(ColdStarts.Peer, ColdStarts.FirstUpload)), 0.5, false,
+            "exec → the upload stored: one signed PUT against a tus creation and PATCH"));
+        report.Ratios.Add(new Ratio("service idle RSS (MiB)", "upload service", "—",
+            report.Find("upload service", Stack.IdleCase)?.Median, 48, false, Stack.IdleCase));
+
         // Diagnostics: where the time goes between the pairs above.
+        report.Ratios.Add(new Ratio("service start, JIT build / Native AOT", ColdStarts.ServiceJit, ColdStarts.Service,
+            Divide(Cold(ColdStarts.ServiceJit, ColdStarts.FirstAnswer), Cold(ColdStarts.Service, ColdStarts.FirstAnswer)), double.NaN, false,
+            "what Native AOT saves on every wake"));
+        report.Ratios.Add(new Ratio($"service PUT {largest}, Native AOT / JIT build", DirectPut, JitPut,
+            Divide(Median(DirectPut, largest), Median(JitPut, largest)), double.NaN, true, "what Native AOT costs in throughput (no tiered PGO)"));
+        report.Ratios.Add(new Ratio($"service tus {largest}, Native AOT / JIT build", DirectTus, JitTus,
+            Divide(Median(DirectTus, largest), Median(JitTus, largest)), double.NaN, true, ""));
+        report.Ratios.Add(new Ratio("4 KiB tus at concurrency 8, Native AOT / JIT build", SmallTus, JitSmallTus,
+            Divide(Median(SmallTus, "concurrency 8"), Median(JitSmallTus, "concurrency 8")), double.NaN, true, ""));
         report.Ratios.Add(new Ratio($"service PUT {largest} / loopback HTTP into the sink", DirectPut, SinkPut,
             Divide(Median(DirectPut, largest), Median(SinkPut, largest)), double.NaN, true, "the service's own cost over bare HTTP"));
         report.Ratios.Add(new Ratio($"Worker → DO → service PUT {largest} / service PUT direct", WorkerPut, DirectPut,

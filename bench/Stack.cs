@@ -6,11 +6,12 @@ using UploadService.Security;
 namespace Bench;
 
 /// <summary>
-/// The servers under test, each started directly on 127.0.0.1 with a free port: the upload service (its Release
-/// dll), the peer (@tus/server), the Worker under `wrangler dev` forwarding to that same service, the same
-/// Worker forwarding to the sink instead, the bare pass-through Worker, and the in-process sink.
+/// The servers under test, each started directly on 127.0.0.1 with a free port: the upload service (its Native AOT
+/// binary where it could be published, else its Release dll; see <see cref="ServiceBuilds"/>), the peer
+/// (@tus/server), the Worker under `wrangler dev` forwarding to that same service, the same Worker forwarding to the
+/// sink instead, the bare pass-through Worker, and the in-process sink.
 /// </summary>
-public sealed class Stack(string repo, string work, HttpClient http) : IAsyncDisposable
+public sealed class Stack(string repo, string work, HttpClient http, ServiceBuilds builds) : IAsyncDisposable
 {
     static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(90);
     const string UserId = "bench";
@@ -31,6 +32,11 @@ public sealed class Stack(string repo, string work, HttpClient http) : IAsyncDis
     public Target? SinkTarget { get; private set; }
     public string PeerDirectory => Path.Combine(work, "peer");
     public long IdleRss { get; private set; }
+
+    /// <summary>The service's JIT build, beside the native one (null where the service's cases run the JIT build).</summary>
+    public Child? JitService { get; private set; }
+    public Target? JitDirect { get; private set; }
+    public long JitIdleRss { get; private set; }
 
     /// <summary>A second upload service keeping its files in a bucket of a local s3rver (the s3 backend), for memory.</summary>
     public Child? S3Service { get; private set; }
@@ -64,6 +70,7 @@ public sealed class Stack(string repo, string work, HttpClient http) : IAsyncDis
         WorkerToSink = await workerToSink;
 
         IdleRss = await IdleRssOf(Service!, Direct);
+        AddIdle(report, "upload service", IdleRss, builds.Shipped);
         try
         {
             Metrics = Track(ServiceMetrics.Start(Service!.Pid));
@@ -76,41 +83,56 @@ public sealed class Stack(string repo, string work, HttpClient http) : IAsyncDis
         }
     }
 
-    Task<Target> StartService() => StartService("upload-service", "service", new Dictionary<string, string>(), child => Service = child);
+    Task<Target> StartService() => StartService("upload-service", "service", new(), child => Service = child, builds.Shipped);
 
-    async Task<Target> StartService(string name, string folder, Dictionary<string, string> storage, Action<Child> started)
+    async Task<Target> StartService(string name, string folder, Dictionary<string, string> storage, Action<Child> started, Executable build)
     {
-#if DEBUG
-        const string configuration = "Debug";
-#else
-        const string configuration = "Release";
-#endif
-        var bin = Path.Combine(repo, "UploadService", "bin", configuration, "net10.0");
-        var dll = Path.Combine(bin, "UploadService.dll");
-        if (!File.Exists(dll)) throw new FileNotFoundException($"build the upload service first ({dll} is missing)");
         var port = Ports.Free();
         var root = Path.Combine(work, folder);
         Directory.CreateDirectory(root);
-        var environment = new Dictionary<string, string>(storage)
-        {
-            ["ASPNETCORE_ENVIRONMENT"] = "Production",
-            ["Storage__Root"] = root,
-            [InternalSignature.SecretSetting] = InternalSecret,
-            ["Logging__LogLevel__Default"] = "Warning",
-            ["OTEL_EXPORTER_OTLP_ENDPOINT"] = "",
-        };
-        var child = Child.Start(name, DotnetHost(), [dll, "--urls", $"http://127.0.0.1:{port}"], bin, environment);
+        var environment = ServiceEnvironment(port, root);
+        foreach (var (key, value) in storage) environment[key] = value;
+        var child = build.Start(name, environment);
         Track(child);
         started(child);
         var baseUrl = new Uri($"http://127.0.0.1:{port}/");
         var ready = await child.WaitReady(() => Ok(new Uri(baseUrl, "health")), StartTimeout);
-        Console.WriteLine($"{name} ({configuration}) ready on {baseUrl} in {ready.TotalSeconds:0.0} s");
+        Console.WriteLine($"{name} ({build.Label}) ready on {baseUrl} in {ready.TotalSeconds:0.0} s");
+        return Signed(name, baseUrl);
+    }
+
+    /// <summary>Requests to the service straight from the client, signed as the Durable Object signs them.</summary>
+    public static Target Signed(string name, Uri baseUrl)
+    {
         var key = Encoding.UTF8.GetBytes(InternalSecret);
         return new Target(name, baseUrl, request =>
         {
             request.Headers.Add("X-User-Id", UserId);
-            InternalSignature.Sign(request, key); // as the Durable Object signs
+            InternalSignature.Sign(request, key);
         });
+    }
+
+    /// <summary>What the service's cases need in their environment besides the port and the storage root.</summary>
+    public static Dictionary<string, string> ServiceEnvironment(int port, string root) => new()
+    {
+        ["ASPNETCORE_URLS"] = $"http://127.0.0.1:{port}",
+        ["ASPNETCORE_ENVIRONMENT"] = "Production",
+        ["Storage__Root"] = root,
+        [InternalSignature.SecretSetting] = InternalSecret,
+        ["Logging__LogLevel__Default"] = "Warning",
+        ["OTEL_EXPORTER_OTLP_ENDPOINT"] = "",
+    };
+
+    /// <summary>
+    /// The JIT build beside the shipped native one, for the side-by-side rows (only where the native build exists:
+    /// otherwise the service's cases already run the JIT build).
+    /// </summary>
+    public async Task StartJit(Report report)
+    {
+        if (builds.Native is null) return;
+        JitDirect = await StartService("upload-service-jit", "service-jit", new(), child => JitService = child, builds.Jit);
+        JitIdleRss = await IdleRssOf(JitService!, JitDirect);
+        AddIdle(report, "upload service, JIT build", JitIdleRss, builds.Jit);
     }
 
     /// <summary>
@@ -146,9 +168,15 @@ public sealed class Stack(string repo, string work, HttpClient http) : IAsyncDis
             ["Storage__S3__AccessKeyId"] = key,
             ["Storage__S3__SecretAccessKey"] = key,
             ["Storage__S3__Region"] = "auto",
-        }, child => S3Service = child);
+        }, child => S3Service = child, builds.Shipped);
         S3IdleRss = await IdleRssOf(S3Service!, S3Direct);
+        AddIdle(report, "upload service, s3 backend", S3IdleRss, builds.Shipped);
     }
+
+    public const string IdleCase = "RSS after start-up and one 1 MiB PUT + GET";
+
+    static void AddIdle(Report report, string path, long rss, Executable build) =>
+        report.Add(new Measurement("Idle memory", path, IdleCase, 0, "MiB", [rss / (double)(1 << 20)], build.Label));
 
     /// <summary>
     /// The filesystem service's idle RSS again, right before the large uploads whose peak is compared with it:
@@ -168,19 +196,29 @@ public sealed class Stack(string repo, string work, HttpClient http) : IAsyncDis
         return rss;
     }
 
-    async Task<Target?> StartPeer(Report report)
+    /// <summary>The peer (@tus/server + @tus/file-store, bench/peer) on the worker's Node 22; null where it is not installed.</summary>
+    public static Executable? PeerExecutable(string repo)
     {
         var dir = Path.Combine(repo, "bench", "peer");
-        if (!Directory.Exists(Path.Combine(dir, "node_modules", "@tus", "server")))
+        return Directory.Exists(Path.Combine(dir, "node_modules", "@tus", "server"))
+            ? new Executable("Node", Node(repo), ["server.mjs"], dir)
+            : null;
+    }
+
+    /// <summary>The peer's environment: its port and the folder it stores uploads in.</summary>
+    public static Dictionary<string, string> PeerEnvironment(int port, string directory) =>
+        new() { ["PORT"] = port.ToString(), ["PEER_DIR"] = directory };
+
+    async Task<Target?> StartPeer(Report report)
+    {
+        if (PeerExecutable(repo) is not { } executable)
         {
             report.Skip("@tus/server cases", "bench/peer/node_modules is missing (cd bench/peer && npm ci)");
             return null;
         }
         Directory.CreateDirectory(PeerDirectory);
         var port = Ports.Free();
-        var peer = Child.Start("peer", Node(repo), ["server.mjs"], dir,
-            new Dictionary<string, string> { ["PORT"] = port.ToString(), ["PEER_DIR"] = PeerDirectory });
-        Track(peer);
+        var peer = Track(executable.Start("peer", PeerEnvironment(port, PeerDirectory)));
         var baseUrl = new Uri($"http://127.0.0.1:{port}/");
         var ready = await peer.WaitReady(async () =>
         {
