@@ -175,14 +175,9 @@ stop_service
 
 # ---------------------------------------------------------------------------------------------------------
 step "the s3 backend (AWSSDK.S3) against the local S3-compatible server"
-if [ -f tests/s3-server/node_modules/s3rver/bin/s3rver.js ]; then
-  s3_port=$(free_port)
-  node tests/s3-server/node_modules/s3rver/bin/s3rver.js --directory "$WORK/s3" --address 127.0.0.1 --port "$s3_port" \
-    --configure-bucket uploads --no-vhost-buckets --silent >"$WORK/s3.log" 2>&1 &
-  s3_pid=$!
-  for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$s3_port/" && break; sleep 0.1; done
-  start_service Storage__Provider=s3 Storage__S3__ServiceUrl="http://127.0.0.1:$s3_port" Storage__S3__Bucket=uploads \
-    Storage__S3__AccessKeyId=S3RVER Storage__S3__SecretAccessKey=S3RVER Storage__S3__Region=auto
+if start_s3rver "$WORK/s3" uploads; then
+  s3_settings uploads
+  start_service "${s3_env[@]}"
   if wait_for_200 "$base/health" 30; then
     check "PUT to the bucket" 201 PUT /files/aot/s3.bin -T "$WORK/sample.bin" \
       && expect "s3 backend: PUT -> 201 with its sha256" 'grep -q "\"sha256\":\"$sha\"" "$WORK/body"'
@@ -192,7 +187,7 @@ if [ -f tests/s3-server/node_modules/s3rver/bin/s3rver.js ]; then
   fi
   stop_service
 else
-  fail "the local S3-compatible server is installed" "npm ci in tests/s3-server"
+  fail "the local S3-compatible server answers" "npm ci in tests/s3-server"
 fi
 took "the s3 backend"
 

@@ -39,3 +39,23 @@ sign() {
     "$INTERNAL_SECRET" "$ts" "$1" "${3:-}" "$2" "$CHECK_USER")
   signed=(-H "X-User-Id: $CHECK_USER" -H "X-Internal-Timestamp: $ts" -H "X-Internal-Signature: v1=$mac")
 }
+
+# start_s3rver DIR BUCKET: the local S3-compatible server (tests/s3-server, `npm ci` there first) on a free port of
+# 127.0.0.1, storing under DIR, with BUCKET; sets s3_port and s3_pid (the caller stops it). Fails when s3rver is
+# not installed or does not answer within 10 s.
+start_s3rver() {
+  local script=tests/s3-server/node_modules/s3rver/bin/s3rver.js
+  [ -f "$script" ] || return 1
+  s3_port=$(free_port)
+  node "$script" --directory "$1" --address 127.0.0.1 --port "$s3_port" --configure-bucket "$2" --no-vhost-buckets \
+    --silent >"$1.log" 2>&1 &
+  s3_pid=$!
+  for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$s3_port/" && return 0; sleep 0.1; done
+  return 1
+}
+
+# The upload service's settings for the s3 backend on that server (s3rver's built-in account).
+s3_settings() {
+  s3_env=(Storage__Provider=s3 Storage__S3__ServiceUrl="http://127.0.0.1:$s3_port" Storage__S3__Bucket="$1"
+    Storage__S3__AccessKeyId=S3RVER Storage__S3__SecretAccessKey=S3RVER Storage__S3__Region=auto)
+}

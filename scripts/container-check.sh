@@ -22,13 +22,14 @@ CHECK_USER=container-check
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 WRANGLER_SEND_METRICS=false CLOUDFLARE_CF_FETCH_ENABLED=false
 
 WORK=$(mktemp -d)
-app_container="" apphost_pid=""
+app_container="" apphost_pid="" s3_pid=""
 
 CHECK_NAME=container-check
 source scripts/checks.sh
 
 cleanup() {
   if [ -n "$app_container" ]; then podman rm -f "$app_container" >/dev/null 2>&1 || true; fi
+  if [ -n "$s3_pid" ]; then kill -TERM "$s3_pid" 2>/dev/null || true; wait "$s3_pid" 2>/dev/null || true; fi
   if [ -n "$apphost_pid" ] && kill -0 "$apphost_pid" 2>/dev/null; then
     kill -TERM "$apphost_pid" 2>/dev/null || true
     wait "$apphost_pid" 2>/dev/null || true
@@ -231,15 +232,7 @@ app_container=""
 took "container checks"
 
 # ---------------------------------------------------------------------------------------------------------
-step "in 256 MiB, Cloudflare's smallest instance (lite): 1 GiB by PUT and by tus, read back"
-port=$(free_port)
-app_container=container-check-lite-$$
-if ! podman run -d --rm --name "$app_container" --platform linux/amd64 --memory=256m --memory-swap=256m \
-  -p "127.0.0.1:$port:8000" -e INTERNAL_SECRET="$INTERNAL_SECRET" "$APP_IMAGE" >/dev/null; then
-  fail "the image starts with --memory=256m"; finish; exit 1
-fi
-base=http://127.0.0.1:$port
-wait_for_200 "$base/health" 60 || fail "the 256 MiB container answers /health"
+step "in 256 MiB, Cloudflare's smallest instance (lite): 1 GiB by PUT and by tus on both backends, read back"
 gib=$((1024 * 1024 * 1024)) chunk=$((50 * 1024 * 1024))
 head -c "$gib" /dev/urandom >"$WORK/big.bin"
 big_sha=$(sha256sum "$WORK/big.bin" | cut -d' ' -f1)
@@ -248,41 +241,66 @@ read_back() {
   sign GET "/files/$1"
   [ "$(curl -s "${signed[@]}" "$base/files/$1" | sha256sum | cut -d' ' -f1)" = "$big_sha" ]
 }
-sign PUT /files/lite/put.bin
-status=$(curl -s -o "$WORK/put.json" -w '%{http_code}' "${signed[@]}" -T "$WORK/big.bin" "$base/files/lite/put.bin" || true)
-if [ "$status" = 201 ] && grep -q "\"sha256\":\"$big_sha\"" "$WORK/put.json" && read_back lite/put.bin; then
-  pass "1 GiB PUT in 256 MiB -> 201, read back with the same sha256"
+# in_lite BACKEND [VAR=value...]: runs the image with --memory=256m (no swap) and the settings given, uploads the
+# 1 GiB file by PUT and by tus, reads both back, and checks that the container was never killed for memory. On the
+# host network, as the AppHost's container mode runs it: the s3 backend's server is on this machine's loopback.
+in_lite() {
+  local backend=$1; shift
+  local settings=() setting
+  for setting in "$@"; do settings+=(-e "$setting"); done
+  port=$(free_port)
+  base=http://127.0.0.1:$port
+  app_container=container-check-lite-$$
+  if ! podman run -d --rm --name "$app_container" --platform linux/amd64 --memory=256m --memory-swap=256m \
+    --network host -e ASPNETCORE_URLS="$base" -e INTERNAL_SECRET="$INTERNAL_SECRET" "${settings[@]}" "$APP_IMAGE" >/dev/null; then
+    fail "$backend: the image starts with --memory=256m"; return
+  fi
+  wait_for_200 "$base/health" 60 || fail "$backend: the 256 MiB container answers /health"
+  sign PUT /files/lite/put.bin
+  status=$(curl -s -o "$WORK/put.json" -w '%{http_code}' "${signed[@]}" -T "$WORK/big.bin" "$base/files/lite/put.bin" || true)
+  if [ "$status" = 201 ] && grep -q "\"sha256\":\"$big_sha\"" "$WORK/put.json" && read_back lite/put.bin; then
+    pass "$backend: 1 GiB PUT in 256 MiB -> 201, read back with the same sha256"
+  else
+    fail "$backend: 1 GiB PUT in 256 MiB, read back" "status $status $(head -c 200 "$WORK/put.json")"
+  fi
+  # tus: creation, then 50 MiB PATCHes, as the upload page sends them.
+  sign POST /uploads
+  upload=$(curl -s -D - -o /dev/null "${signed[@]}" -X POST -H "Tus-Resumable: 1.0.0" -H "Upload-Length: $gib" \
+    -H "Upload-Metadata: filename $(printf 'lite/tus.bin' | base64)" "$base/uploads" \
+    | sed -nE 's#^[Ll]ocation: *https?://[^/]+(/[^\r]*)\r?$#\1#p')
+  offset=0
+  while [ -n "$upload" ] && [ "$offset" -lt "$gib" ]; do
+    sign PATCH "$upload"
+    next=$(curl -s -D - -o /dev/null "${signed[@]}" -X PATCH -H "Tus-Resumable: 1.0.0" -H "Upload-Offset: $offset" \
+      -H "Content-Type: application/offset+octet-stream" --data-binary @<(tail -c +$((offset + 1)) "$WORK/big.bin" | head -c "$chunk") \
+      "$base$upload" | sed -nE 's/^[Uu]pload-[Oo]ffset: *([0-9]+).*/\1/p')
+    [ -n "$next" ] && [ "$next" -gt "$offset" ] || break
+    offset=$next
+  done
+  if [ "$offset" = "$gib" ] && read_back lite/tus.bin; then
+    pass "$backend: 1 GiB tus upload (50 MiB PATCHes) in 256 MiB, read back with the same sha256"
+  else
+    fail "$backend: 1 GiB tus upload in 256 MiB, read back" "upload '$upload' reached offset $offset"
+  fi
+  oom=$(podman inspect --format '{{.State.OOMKilled}}' "$app_container" 2>/dev/null || echo gone)
+  # The service's own peak RSS (the cgroup's figure would count the page cache of the 2 GiB written too).
+  pid=$(podman inspect --format '{{.State.Pid}}' "$app_container" 2>/dev/null || echo 0)
+  peak=$(awk '/^VmHWM:/ { print int($2 / 1024) }' "/proc/$pid/status" 2>/dev/null || true)
+  if [ "$oom" = false ]; then pass "$backend: never killed for memory (the service's peak RSS: ${peak:-?} MiB of 256)"
+  else fail "$backend: never killed for memory" "OOMKilled: $oom"; fi
+  podman rm -f "$app_container" >/dev/null 2>&1 || true
+  app_container=""
+}
+in_lite filesystem
+if start_s3rver "$WORK/s3" lite; then
+  s3_settings lite
+  in_lite "s3 backend" "${s3_env[@]}"
+  kill -TERM "$s3_pid" 2>/dev/null || true; wait "$s3_pid" 2>/dev/null || true
+  s3_pid=""
 else
-  fail "1 GiB PUT in 256 MiB, read back" "status $status $(head -c 200 "$WORK/put.json")"
+  fail "s3 backend: the local S3-compatible server answers" "npm ci in tests/s3-server"
 fi
-# tus: creation, then 50 MiB PATCHes, as the upload page sends them.
-sign POST /uploads
-upload=$(curl -s -D - -o /dev/null "${signed[@]}" -X POST -H "Tus-Resumable: 1.0.0" -H "Upload-Length: $gib" \
-  -H "Upload-Metadata: filename $(printf 'lite/tus.bin' | base64)" "$base/uploads" \
-  | sed -nE 's#^[Ll]ocation: *https?://[^/]+(/[^\r]*)\r?$#\1#p')
-offset=0
-while [ -n "$upload" ] && [ "$offset" -lt "$gib" ]; do
-  sign PATCH "$upload"
-  next=$(curl -s -D - -o /dev/null "${signed[@]}" -X PATCH -H "Tus-Resumable: 1.0.0" -H "Upload-Offset: $offset" \
-    -H "Content-Type: application/offset+octet-stream" --data-binary @<(tail -c +$((offset + 1)) "$WORK/big.bin" | head -c "$chunk") \
-    "$base$upload" | sed -nE 's/^[Uu]pload-[Oo]ffset: *([0-9]+).*/\1/p')
-  [ -n "$next" ] && [ "$next" -gt "$offset" ] || break
-  offset=$next
-done
-if [ "$offset" = "$gib" ] && read_back lite/tus.bin; then
-  pass "1 GiB tus upload (50 MiB PATCHes) in 256 MiB, read back with the same sha256"
-else
-  fail "1 GiB tus upload in 256 MiB, read back" "upload '$upload' reached offset $offset"
-fi
-oom=$(podman inspect --format '{{.State.OOMKilled}}' "$app_container" 2>/dev/null || echo gone)
-# The service's own peak RSS (the cgroup's figure would count the page cache of the 2 GiB written too).
-pid=$(podman inspect --format '{{.State.Pid}}' "$app_container" 2>/dev/null || echo 0)
-peak=$(awk '/^VmHWM:/ { print int($2 / 1024) }' "/proc/$pid/status" 2>/dev/null || true)
-if [ "$oom" = false ]; then pass "never killed for memory (the service's peak RSS: ${peak:-?} MiB of 256)"
-else fail "never killed for memory" "OOMKilled: $oom"; fi
 rm -f "$WORK/big.bin"
-podman rm -f "$app_container" >/dev/null 2>&1 || true
-app_container=""
 took "256 MiB"
 
 # ---------------------------------------------------------------------------------------------------------
