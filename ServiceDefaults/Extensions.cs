@@ -63,8 +63,7 @@ public static class Extensions
     }
 
     // The service has nothing to check but itself: it is healthy and alive when it answers. (Plain endpoints
-    // rather than the health-checks framework, whose services and middleware cost a few
-    // milliseconds of every start.)
+    // rather than the health-checks framework, whose services and middleware every start would pay for.)
     public static WebApplication MapDefaultEndpoints(this WebApplication app)
     {
         app.MapGet(HealthEndpointPath, Healthy);
