@@ -62,8 +62,11 @@ public sealed class Child : IAsyncDisposable
         lock (tail) return string.Join('\n', tail);
     }
 
-    /// <summary>Polls <paramref name="probe"/> until it answers true, the process exits, or the deadline passes.</summary>
-    public async Task<TimeSpan> WaitReady(Func<Task<bool>> probe, TimeSpan timeout)
+    /// <summary>
+    /// Polls <paramref name="probe"/> (every 50 ms, or <paramref name="every"/>) until it answers true, the process
+    /// exits, or the deadline passes.
+    /// </summary>
+    public async Task<TimeSpan> WaitReady(Func<Task<bool>> probe, TimeSpan timeout, TimeSpan? every = null)
     {
         var clock = Stopwatch.StartNew();
         while (clock.Elapsed < timeout)
@@ -75,7 +78,7 @@ public sealed class Child : IAsyncDisposable
             }
             catch (HttpRequestException) { }
             catch (TaskCanceledException) { }
-            await Task.Delay(50);
+            await Task.Delay(every ?? TimeSpan.FromMilliseconds(50));
         }
         throw new TimeoutException($"{name} not ready after {timeout.TotalSeconds:0} s:\n{Tail()}");
     }

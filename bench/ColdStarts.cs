@@ -88,12 +88,8 @@ sealed class ColdStarts(ServiceBuilds builds, Plan plan, Report report, string r
         var child = server.Executable.Start(server.Path, server.Environment(port, data.FullName));
         try
         {
-            while (await Answer(port, server) is not { } status || !(server.AnyAnswer || status == 200))
-            {
-                if (child.Exited) throw new InvalidOperationException($"{server.Path} exited:\n{child.Tail()}");
-                if (clock.Elapsed > Deadline) throw new TimeoutException($"{server.Path}: no answer after {Deadline.TotalSeconds:0} s:\n{child.Tail()}");
-                await Task.Delay(2);
-            }
+            await child.WaitReady(async () => await Answer(port, server) is { } status && (server.AnyAnswer || status == 200),
+                Deadline, every: TimeSpan.FromMilliseconds(2));
             if (upload) await server.Upload!(client, baseUrl);
             var millis = clock.Elapsed.TotalMilliseconds;
             return (millis, child.Rss() / (double)(1 << 20), CpuTime.Read(child.Pid).Process * 1000);

@@ -5,9 +5,10 @@
 # one shared upload service (CONTAINER_ORIGIN).
 # Settings arrive as environment variables and reach the Worker through an env file readable only by
 # this user (--env-file), so nothing local-only is written into wrangler.toml, and no secret is on a
-# command line, which every local user can read in the process list. `exec` (here and in the npm script) leaves no shell
-# between the orchestrator and wrangler: npm forwards SIGTERM/SIGINT to wrangler itself, which takes
-# its workerd down with it. (Without the npm script's `exec`, sh would die and orphan wrangler.)
+# command line, which every local user can read in the process list. `exec` (here and in the npm
+# script) leaves no shell between the orchestrator and wrangler: npm forwards SIGTERM/SIGINT to
+# wrangler itself, which takes its workerd down with it. (Without the npm script's `exec`, sh would
+# die and orphan wrangler.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Also runnable without npm: the local wrangler, and the Node 22 it needs (the `node` devDependency).
