@@ -72,7 +72,7 @@ mapfile -t from_images < <(sed -nE 's/^FROM +(--platform=[^ ]+ +)?([^ ]+).*/\2/p
 log "the Dockerfile uses: ${from_images[*]}"
 dotnet_root=$(dirname "$(readlink -f "$(command -v dotnet)")")
 dotnet_sdk=$(dotnet --version)
-standin_key="dotnet-$dotnet_sdk/v2"   # bump v1 when the recipes below change
+standin_key="dotnet-$dotnet_sdk/v3"   # a new version when the recipes below change
 
 has_image_with_key() {
   [ "$(podman image inspect --format '{{ index .Labels "container-check.key" }}' "$1" 2>/dev/null || true)" = "$standin_key" ]
@@ -111,15 +111,30 @@ RUN mkdir -p /usr/share/dotnet/shared \
  && mkdir -p /home/app && chown 1654:1654 /home/app
 ENV APP_UID=1654 ASPNETCORE_HTTP_PORTS=8080 DOTNET_RUNNING_IN_CONTAINER=true
 EOF
-# The runtime-deps stand-in: like mcr.microsoft.com/dotnet/runtime-deps (what a native executable needs:
-# glibc, OpenSSL, ICU), the minbase with user "app" with uid 1654. (The chiseled originals have no shell.)
+# The runtime-deps stand-in: like mcr.microsoft.com/dotnet/runtime-deps:*-chiseled-extra, only the files of
+# the package slices its Dockerfile cuts (glibc, libgcc, libstdc++, OpenSSL, ICU, tzdata, the CA bundle,
+# os-release, users root and app), taken from the minbase onto an empty image: no shell, no package manager,
+# so a Dockerfile step or a check that needs one fails here as it would on the original, and the image's size
+# stands in for the original's.
 cat >"$CACHE/runtime-deps.Containerfile" <<'EOF'
 ARG BASE
-FROM $BASE
-RUN echo 'app:x:1654:1654::/home/app:/bin/sh' >>/etc/passwd \
- && echo 'app:x:1654:' >>/etc/group \
- && mkdir -p /home/app && chown 1654:1654 /home/app
+FROM $BASE AS slices
+RUN set -e; cd /; mkdir -p /rootfs/tmp /rootfs/home/app /rootfs/etc/ssl/certs /rootfs/usr/bin \
+ && chmod 1777 /rootfs/tmp && chown 1654:1654 /rootfs/home/app \
+ && for dir in bin lib lib64 sbin; do ln -s usr/$dir /rootfs/$dir; done \
+ && lib=usr/lib/x86_64-linux-gnu \
+ && tar -c usr/lib64 $lib/ld-linux-x86-64.so.* \
+      $lib/libc.so.* $lib/libm.so.* $lib/libpthread.so.* $lib/libdl.so.* $lib/librt.so.* $lib/libresolv.so.* \
+      $lib/libutil.so.* $lib/libanl.so.* $lib/libnss_*.so.* $lib/libgcc_s.so.* $lib/libstdc++.so.* \
+      $lib/libssl.so.* $lib/libcrypto.so.* $lib/engines-3 $lib/ossl-modules $lib/libicu*.so.* \
+      usr/share/zoneinfo etc/ssl/certs/ca-certificates.crt etc/os-release usr/lib/os-release \
+    | tar -C /rootfs -x \
+ && { echo 'root:x:0:0:root:/root:/usr/sbin/nologin'; echo 'app:x:1654:1654::/home/app:/usr/sbin/nologin'; } >/rootfs/etc/passwd \
+ && { echo 'root:x:0:'; echo 'app:x:1654:'; } >/rootfs/etc/group
+FROM scratch
+COPY --from=slices /rootfs /
 ENV APP_UID=1654 ASPNETCORE_HTTP_PORTS=8080 DOTNET_RUNNING_IN_CONTAINER=true
+USER 1654
 EOF
 # The SDK stand-in: the host's whole dotnet root, and the host's extra CA certificates, because restore
 # inside the build goes out through the same TLS-intercepting proxy the host trusts.
@@ -163,10 +178,27 @@ else
   fail "image builds from the unchanged $DOCKERFILE"
   finish; exit 1
 fi
+# The image's size as podman counts it (uncompressed): the base stand-in, the same files as the original, plus
+# the service's own layers.
+final_base=$(sed -nE 's/^FROM +(--platform=[^ ]+ +)?([^ ]+).*/\2/p' "$DOCKERFILE" | tail -n 1)
+mb() { echo $(( ($(podman image inspect --format "{{.Size}}" "$1") + 500000) / 1000000 )); }
+log "image size: $(mb "$APP_IMAGE") MB ($final_base stand-in: $(mb "$final_base") MB)"
 took "image build"
 
 # ---------------------------------------------------------------------------------------------------------
 step "run the image: HTTP on port 8000 as the non-root user"
+# The image has no shell (nor do the chiseled originals), so these look from the host: the process's uid in
+# the host's /proc (rootful podman maps no user namespace), the files through the container's mounted root.
+container_uid() {
+  local pid
+  pid=$(podman inspect --format '{{.State.Pid}}' "$1" 2>/dev/null) && awk '/^Uid:/ {print $2}' "/proc/$pid/status" 2>/dev/null
+}
+data_owners() {
+  local root
+  root=$(podman mount "$1" 2>/dev/null) || return 0
+  find "$root/data" -type f -printf '%U\n' 2>/dev/null | sort -u | tr '\n' ' '
+  podman unmount "$1" >/dev/null 2>&1 || true
+}
 port=$(free_port)
 app_container=container-check-$$
 # The service accepts only requests signed with this key, as the Durable Object signs them (sign, checks.sh).
@@ -221,10 +253,10 @@ else
   fail "GET with a forged X-User-Id and no signature -> 401 application/problem+json" "got $status"
 fi
 
-# The service process (pid 1) runs as the Dockerfile's user, and that user owns what it stored.
-uid=$(podman exec "$app_container" sh -c 'awk "/^Uid:/ {print \$2}" /proc/1/status' 2>/dev/null || true)
+# The service process runs as the Dockerfile's user, and that user owns what it stored.
+uid=$(container_uid "$app_container")
 if [ "$uid" = 1654 ]; then pass "the service runs as uid 1654 (non-root)"; else fail "the service runs as uid 1654 (non-root)" "uid '$uid'"; fi
-owners=$(podman exec "$app_container" find /data -type f -printf '%U\n' 2>/dev/null | sort -u | tr '\n' ' ' || true)
+owners=$(data_owners "$app_container")
 if [ "$owners" = "1654 " ]; then pass "files under /data belong to uid 1654"; else fail "files under /data belong to uid 1654" "owners '$owners'"; fi
 
 podman rm -f "$app_container" >/dev/null 2>&1 || true
@@ -411,7 +443,7 @@ if grep -qx "$instance_a localhost/upload-service-instance:dev" <<<"$running" &&
 else
   fail "two users -> two podman containers of the image built from the unchanged Dockerfile" "running: $(tr '\n' ';' <<<"$running")"
 fi
-uid=$(podman exec "$instance_a" sh -c 'awk "/^Uid:/ {print \$2}" /proc/1/status' 2>/dev/null || true)
+uid=$(container_uid "$instance_a")
 if [ "$uid" = 1654 ]; then pass "the instance's service runs as uid 1654 (non-root)"; else fail "the instance's service runs as uid 1654 (non-root)" "uid '$uid'"; fi
 
 # Sleep: the second user goes quiet, the first keeps making requests; the second's container is removed
