@@ -54,7 +54,11 @@ void Interrupted(System.Runtime.InteropServices.PosixSignalContext context)
 try
 {
     // Cold starts first, on a quiet machine: nothing else of the run is started yet.
-    if (options.Runs("cold")) await new ColdStarts(builds, plan, report, repo, work.FullName).Run();
+    if (options.Runs("cold"))
+    {
+        await new ColdStarts(builds, plan, report, repo, work.FullName).Run();
+        ImageSize.Measure(repo, report);
+    }
     await stack.Start(withWrangler: !options.NoWrangler, report);
     await stack.StartS3(report);
     await stack.StartJit(report);

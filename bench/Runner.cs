@@ -393,6 +393,9 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
             "exec → the upload stored: one signed PUT against a tus creation and PATCH"));
         report.Ratios.Add(new Ratio("service idle RSS (MiB)", "upload service", "—",
             report.Find("upload service", Stack.IdleCase)?.Median, 48, false, Stack.IdleCase));
+        report.Ratios.Add(new Ratio("image size / the image before Native AOT", ImageSize.Path, ImageSize.BeforeText,
+            Divide(report.Find(ImageSize.Path, ImageSize.Case)?.Median, ImageSize.BeforeMb), 1 / 3.0, false,
+            "as podman counts them (uncompressed); the image container-check built"));
 
         // Diagnostics: where the time goes between the pairs above.
         report.Ratios.Add(new Ratio("service start, JIT build / Native AOT", ColdStarts.ServiceJit, ColdStarts.Service,

@@ -24,7 +24,8 @@ static class Versions
         return json.RootElement.TryGetProperty("version", out var version) ? version.GetString() ?? "?" : "?";
     }
 
-    static string? Run(string cwd, string file, params string[] args)
+    /// <summary>A command's trimmed output, or null when it cannot start, fails or takes over 10 s.</summary>
+    public static string? Run(string cwd, string file, params string[] args)
     {
         try
         {

@@ -171,7 +171,11 @@ took "base images"
 # ---------------------------------------------------------------------------------------------------------
 step "build the image from the unchanged $DOCKERFILE"
 # The build context is the repository root, as in worker/wrangler.toml (image_build_context = "..").
-if podman build --pull=never -f "$DOCKERFILE" -t "$APP_IMAGE" . >"$WORK/build.log" 2>&1; then
+# The label says which commit the image is (the bench reports its size with it).
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+git diff --quiet HEAD 2>/dev/null || commit="$commit plus uncommitted changes"
+if podman build --pull=never --label "container-check.commit=$commit" -f "$DOCKERFILE" -t "$APP_IMAGE" . \
+  >"$WORK/build.log" 2>&1; then
   pass "image builds from the unchanged $DOCKERFILE ($((SECONDS - step_start)) s)"
 else
   tail -n 30 "$WORK/build.log"
