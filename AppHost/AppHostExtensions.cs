@@ -1,6 +1,6 @@
 namespace Aspire.Hosting;
 
-// Where the AppHost finds the repository and keeps local data, and how it stops on a missing prerequisite.
+// Where the AppHost finds the repository and keeps local data.
 public static class AppHostExtensions
 {
     internal static string RepositoryRoot(this IDistributedApplicationBuilder builder) =>
@@ -20,11 +20,10 @@ public static class AppHostExtensions
     /// <summary>`.data/` at the repository root (ignored by git), unless `LocalData:Root` points elsewhere.</summary>
     public static string LocalDataRoot(this IDistributedApplicationBuilder builder) =>
         Path.GetFullPath(builder.Configuration["LocalData:Root"] ?? Path.Combine(builder.RepositoryRoot(), ".data"));
-
-    /// <summary>A missing prerequisite or a bad switch is one readable line, not a stack trace.</summary>
-    internal static void ExitWithError(string message)
-    {
-        Console.Error.WriteLine("error: " + message);
-        Environment.Exit(1);
-    }
 }
+
+/// <summary>
+/// A missing prerequisite or a bad switch, found while the AppHost builds its graph: the message says what to
+/// do. Thrown rather than exiting, so that a test host that builds the AppHost sees it and lives on.
+/// </summary>
+public sealed class AppHostSetupException(string message) : Exception(message);

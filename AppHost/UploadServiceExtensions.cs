@@ -168,12 +168,12 @@ public static class UploadServiceExtensions
         var requested = builder.Configuration[ModeSwitch] ?? builder.Configuration[ModeKey] ?? "auto";
         if (requested.Equals("wrangler", StringComparison.OrdinalIgnoreCase))
         {
-            AppHostExtensions.ExitWithError("--upload-service wrangler is not run by the AppHost: with Docker, run `npx wrangler dev` in worker/ " +
+            throw new AppHostSetupException("--upload-service wrangler is not run by the AppHost: with Docker, run `npx wrangler dev` in worker/ " +
                 "(containers enabled, one per user; see \"Local modes\" in the README). Use project, container, shared or auto here.");
         }
         if (!Enum.TryParse<UploadServiceMode>(requested, ignoreCase: true, out var mode) || !Enum.IsDefined(mode))
         {
-            AppHostExtensions.ExitWithError($"unknown upload service mode '{requested}' ({ModeKey} / --{ModeSwitch}): use project, container, shared or auto.");
+            throw new AppHostSetupException($"unknown upload service mode '{requested}' ({ModeKey} / --{ModeSwitch}): use project, container, shared or auto.");
         }
 
         var runtime = builder.ContainerEngine();

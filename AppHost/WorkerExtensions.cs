@@ -25,7 +25,7 @@ public static class WorkerExtensions
     {
         if (!IsOnPath("npm"))
         {
-            AppHostExtensions.ExitWithError("'npm' was not found on PATH. Node.js with npm is needed to run the Worker (wrangler dev). Install Node.js 20 or newer.");
+            throw new AppHostSetupException("'npm' was not found on PATH. Node.js with npm is needed to run the Worker (wrangler dev). Install Node.js 20 or newer.");
         }
 
         var workerDirectory = Path.Combine(builder.RepositoryRoot(), "worker");
