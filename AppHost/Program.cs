@@ -22,7 +22,7 @@ var worker = builder.AddWorker("worker")
     .WithEnvironment(UploadServiceExtensions.InternalSecretVariable, internalSecret)
     .WithOtlpExporter(OtlpProtocol.HttpJson);
 
-// Containers: what the Durable Objects run (`--upload-service`, see "Local modes" in the README). Each user's
+// Containers: what the Durable Objects run (`--upload-service`, see docs/local-modes.md). Each user's
 // object gets its own upload-service instance from the local container runtime `user-containers`, with the
 // environment the object passes (secrets, storage, telemetry), as on Cloudflare: a process of the project, or
 // with `container` a container of the image. `shared` runs one `upload-service` that every object forwards to.

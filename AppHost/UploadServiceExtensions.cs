@@ -5,7 +5,7 @@ using Microsoft.Extensions.Logging;
 
 namespace Aspire.Hosting;
 
-/// <summary>How the AppHost runs the upload service: see "Local modes" in the README.</summary>
+/// <summary>How the AppHost runs the upload service: see docs/local-modes.md.</summary>
 public enum UploadServiceMode
 {
     /// <summary>Container when a container engine answers, else project.</summary>
@@ -169,7 +169,7 @@ public static class UploadServiceExtensions
         if (requested.Equals("wrangler", StringComparison.OrdinalIgnoreCase))
         {
             throw new AppHostSetupException("--upload-service wrangler is not run by the AppHost: with Docker, run `npx wrangler dev` in worker/ " +
-                "(containers enabled, one per user; see \"Local modes\" in the README). Use project, container, shared or auto here.");
+                "(containers enabled, one per user; see docs/local-modes.md). Use project, container, shared or auto here.");
         }
         if (!Enum.TryParse<UploadServiceMode>(requested, ignoreCase: true, out var mode) || !Enum.IsDefined(mode))
         {

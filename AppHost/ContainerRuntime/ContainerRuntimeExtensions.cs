@@ -11,7 +11,7 @@ namespace Aspire.Hosting;
 /// The local counterpart of Cloudflare's container runtime: each user's Durable Object asks it (through its
 /// stand-in <c>ctx.container</c>, worker/src/dev/runtime-container.ts) to start, signal, destroy and watch
 /// that object's own instance of the upload service, a process with its own port and throw-away data
-/// directory, at most <c>max_instances</c> at once. See "Local modes" in the README.
+/// directory, at most <c>max_instances</c> at once. See docs/local-modes.md.
 /// </summary>
 public static partial class ContainerRuntimeExtensions
 {

@@ -13,7 +13,7 @@ namespace Integration.Tests;
 /// per user, and several clients writing the same names. Afterwards every listed file is listed once, has the
 /// size and sha256 of a version uploaded under its name (last writer wins, never a mix), and reads back with
 /// that sha256; no request got a 5xx. The figures go to the test output.
-/// The default is a light run for CI; <c>LOAD_TEST=full</c> runs the full one (see README, "Test it").
+/// The default is a light run for CI; <c>LOAD_TEST=full</c> runs the full one (see docs/testing.md, "Faults and load").
 /// </summary>
 [Collection(AppCollection.Name)]
 public sealed class LoadTests(AppFixture app, ITestOutputHelper output)

@@ -291,7 +291,7 @@ public sealed class PerUserContainerTests(PerUserAppFixture app, ITestOutputHelp
 
 /// <summary>
 /// <c>--storage filesystem</c>: as on Cloudflare without R2, an instance's files are on its own disk and are
-/// gone once it has slept (what the README and the AppHost's log warn about).
+/// gone once it has slept (what docs/storage.md and the AppHost's log warn about).
 /// </summary>
 [Collection(PerUserFilesystemAppCollection.Name)]
 public sealed class EphemeralDiskTests(PerUserFilesystemAppFixture app)

@@ -25,7 +25,7 @@ export interface ContainerView {
 }
 
 /**
- * The admin API over users' containers (README "Admin API"): list them from the directory, show one with its
+ * The admin API over users' containers (docs/admin-api.md): list them from the directory, show one with its
  * Durable Object's live state, stop (SIGTERM) or destroy (SIGKILL) one through its Durable Object. Only for
  * tokens with the admin role; nothing here ever starts a container.
  */

@@ -20,7 +20,7 @@ const EXIT_POLL_SECONDS = 30;
 const RETRY_AFTER_ERROR_MS = 1000;
 
 /**
- * The `ctx.container` of the per-user local modes (DESIGN.md "Local modes"): each Durable Object gets its
+ * The `ctx.container` of the per-user local modes (docs/local-modes.md): each Durable Object gets its
  * own instance of the upload service from the local container runtime the AppHost runs (at `runtime`,
  * requests authorized with `token`). start() asks for an instance with the environment the Durable
  * Object passes; getTcpPort() reaches the instance's published port; signal() and destroy() reach its

@@ -4,7 +4,7 @@ import { type ContainerApi, type Exit, forwardToPort, newExit } from "./stand-in
 const STOPPING_SIGNALS = new Set([2, 9, 15]);
 
 /**
- * The `ctx.container` of `--upload-service shared` (DESIGN.md "Local modes"): every user's Durable Object
+ * The `ctx.container` of `--upload-service shared` (docs/local-modes.md): every user's Durable Object
  * forwards to the one upload service the AppHost runs at `origin` (CONTAINER_ORIGIN), e.g. to debug it
  * with a debugger attached. It keeps the container API's semantics (start, monitor, signal, destroy) so
  * the Container class runs its real code path, but starting and stopping it changes nothing on the server.
