@@ -18,6 +18,7 @@ builder.AddTus();
 builder.AddUploadMetrics();
 
 var app = builder.Build();
+app.LogMemoryLimit();
 
 app.UseExceptionHandler();
 app.UseStatusCodePages();

@@ -167,6 +167,39 @@ public class AppFixture : IAsyncLifetime
         return file is null ? 0 : new FileInfo(file).Length;
     }
 
+    /// <summary>The latest line of a resource's console log that contains <paramref name="text"/>, polled with a deadline.</summary>
+    public async Task<string> LogLineAsync(string resource, string text, TimeSpan timeout)
+    {
+        var logs = App.Services.GetRequiredService<ResourceLoggerService>();
+        var model = App.Services.GetRequiredService<DistributedApplicationModel>().Resources.Single(r => r.Name == resource);
+        var deadline = DateTime.UtcNow + timeout;
+        while (DateTime.UtcNow < deadline)
+        {
+            string? latest = null;
+            await foreach (var batch in logs.GetAllAsync(model))
+            {
+                latest = batch.LastOrDefault(line => line.Content.Contains(text, StringComparison.Ordinal)).Content ?? latest;
+            }
+
+            if (latest is not null) return latest;
+            await Task.Delay(TimeSpan.FromMilliseconds(200));
+        }
+
+        throw new TimeoutException($"no line with '{text}' in the log of {resource} within {timeout}");
+    }
+
+    /// <summary>
+    /// The heap limit the fixture sets (<see cref="UploadServiceHeapHardLimit"/>) is in effect in the upload service:
+    /// the memory it says at start the GC may use. A test "under a 128 MiB heap limit" asserts this first, so that
+    /// it cannot pass without the limit.
+    /// </summary>
+    public async Task AssertHeapLimitInEffectAsync()
+    {
+        var mib = Convert.ToInt64(UploadServiceHeapHardLimit, 16) >> 20;
+        var line = await LogLineAsync(UploadServiceResource, "Memory available to the GC:", TimeSpan.FromSeconds(30));
+        Assert.EndsWith($"Memory available to the GC: {mib} MiB", line.TrimEnd());
+    }
+
     protected static int FreePort()
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);

@@ -51,6 +51,7 @@ public sealed class DurableStorageTests(S3AppFixture app)
     [Fact]
     public async Task One_GiB_upload_to_the_bucket_succeeds_under_a_128_MiB_heap_limit()
     {
+        await app.AssertHeapLimitInEffectAsync();
         using var client = app.CreateWorkerClient(TestContent.UniqueUser("big-s3"));
         await TestContent.RoundTripOneGiBAsync(client, seed: 7);
     }

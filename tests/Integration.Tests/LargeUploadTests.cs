@@ -8,6 +8,7 @@ public sealed class LargeUploadTests(AppFixture app)
     {
         // The fixture runs the upload service with DOTNET_GCHeapHardLimit = 128 MiB: buffering the body
         // anywhere in the service would run out of memory long before a gigabyte.
+        await app.AssertHeapLimitInEffectAsync();
         using var client = app.CreateWorkerClient(TestContent.UniqueUser("big"));
         await TestContent.RoundTripOneGiBAsync(client, seed: 42);
     }

@@ -231,6 +231,7 @@ public sealed class TusThroughWorkerTests(AppFixture app)
     {
         const long TwoGiB = 2L << 30;
         const int ChunkSize = 50 * MiB;
+        await app.AssertHeapLimitInEffectAsync();
         using var client = app.CreateWorkerClient(TestContent.UniqueUser("tus-big"));
         var bytes = new SeededBytes(TwoGiB, seed: 2);
         var location = await Tus.CreateAsync(client, TwoGiB, "big/two-gib.bin");

@@ -147,24 +147,11 @@ public sealed class UploadPageTests(AppFixture app, ITestOutputHelper output)
         return JsonDocument.Parse(run.Stdout.Trim().Split('\n')[^1]).RootElement;
     }
 
-    /// <summary>The token the "Mint dev token" command wrote to the worker's console log (polled with a deadline).</summary>
+    /// <summary>The token the "Mint dev token" command wrote to the worker's console log.</summary>
     private async Task<string> MintedTokenFromLogAsync()
     {
-        var logs = app.App.Services.GetRequiredService<ResourceLoggerService>();
-        var worker = app.App.Services.GetRequiredService<DistributedApplicationModel>().Resources.Single(r => r.Name == "worker");
-        var deadline = DateTime.UtcNow + LogTimeout;
-        while (DateTime.UtcNow < deadline)
-        {
-            await foreach (var batch in logs.GetAllAsync(worker))
-            {
-                var line = batch.LastOrDefault(line => line.Content.Contains("Token for user 'dev'", StringComparison.Ordinal));
-                if (line.Content is not null) return line.Content[(line.Content.LastIndexOf(' ') + 1)..];
-            }
-
-            await Task.Delay(TimeSpan.FromMilliseconds(200));
-        }
-
-        throw new TimeoutException($"no minted token in the worker's log within {LogTimeout}");
+        var line = await app.LogLineAsync("worker", "Token for user 'dev'", LogTimeout);
+        return line[(line.LastIndexOf(' ') + 1)..];
     }
 
     private async Task AssertTokenWorksAsync(string token)
