@@ -289,7 +289,18 @@ public sealed class TusJsClientTests(AppFixture app)
     [Fact]
     public async Task Tus_js_client_parallel_uploads_are_concatenated()
     {
-        await UploadAsync("parallel", 6 * MiB + 7, chunkSize: MiB);
+        var result = await UploadAsync("parallel", 6 * MiB + 7, chunkSize: MiB);
+
+        // Three partial uploads and one final upload that concatenates them, each created (201): the file above
+        // came out of the concatenation, not out of a plain upload the client fell back to.
+        var creations = result.GetProperty("creations").EnumerateArray()
+            .Select(c => (Concat: c.GetProperty("concat").GetString()!, Status: c.GetProperty("status").GetInt32()))
+            .ToList();
+        Assert.Equal(3, creations.Count(c => c is { Concat: "partial", Status: 201 }));
+        var final = Assert.Single(creations, c => c.Concat.StartsWith("final;", StringComparison.Ordinal));
+        Assert.Equal(201, final.Status);
+        Assert.Equal(3, final.Concat["final;".Length..].Split(' ', StringSplitOptions.RemoveEmptyEntries).Length);
+        Assert.Equal(4, creations.Count);
     }
 
     private async Task<JsonElement> UploadAsync(string mode, int size, int chunkSize)

@@ -62,6 +62,17 @@ public sealed class FilesApiTests(UploadServiceFactory service) : IClassFixture<
     }
 
     [Fact]
+    public async Task The_container_librarys_unsigned_probe_of_the_root_gets_an_answer_and_nothing_else()
+    {
+        // The Container class pings GET / without a signature and counts any answer as "the port is up":
+        // the signature check answers it (401), and the root's body stays with the Durable Object's requests.
+        using var response = await service.UnsignedClient.GetAsync("/");
+
+        var problem = await AssertProblemAsync(response, HttpStatusCode.Unauthorized);
+        Assert.False(problem.TryGetProperty("service", out _));
+    }
+
+    [Fact]
     public async Task Health_endpoints_are_mapped()
     {
         using var health = await _client.GetAsync("/health");

@@ -161,7 +161,7 @@ const NO_INSTANCE_RETRY_AFTER_SECONDS = 10;
  * the container's HTTP server may reject a request before the app sees it (Kestrel answers a path with
  * a NUL in it with an empty 400). Other headers (e.g. Content-Range of a 416) are kept.
  */
-async function asProblemDetails(response: Response, method: string): Promise<Response> {
+export async function asProblemDetails(response: Response, method: string): Promise<Response> {
   if (response.status < 400) return response;
   const contentType = response.headers.get("Content-Type");
   const fromLibrary = contentType === "text/plain;charset=UTF-8" && [429, 500, 503].includes(response.status);

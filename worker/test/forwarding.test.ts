@@ -78,7 +78,7 @@ describe("Worker → Durable Object → container", () => {
     expect(response.headers.get("Content-Range")).toBe("bytes */10");
   });
 
-  it("keeps a bare error bodiless for HEAD", async () => {
+  it("a bare error to a HEAD reaches the client with its status and no body", async () => {
     const response = await SELF.fetch(`${BASE}/files/x`, { method: "HEAD", headers: { ...auth, "X-Echo-Status": "404" } });
     expect(response.status).toBe(404);
     expect(await response.text()).toBe("");

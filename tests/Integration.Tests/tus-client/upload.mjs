@@ -4,7 +4,8 @@
 //         "resume"       a client aborts after its first chunk; a new client instance finds the stored
 //                        URL (FileUrlStorage + fingerprint) and finishes the upload from the server's offset
 //         "parallel"     parallelUploads: 3 (partial uploads + a final concatenation)
-// The token comes from TUS_TOKEN. Prints one JSON line: { uploadUrl, resumedFrom?, patches }.
+// The token comes from TUS_TOKEN. Prints one JSON line: { uploadUrl, resumedFrom?, patches, creations }, where
+// creations lists each POST's Upload-Concat header ("" for a plain creation) and its status.
 import { readFile } from "node:fs/promises";
 import { FileUrlStorage, Upload } from "tus-js-client";
 
@@ -12,6 +13,7 @@ const [mode, endpoint, path, name, chunkSizeText, storagePath] = process.argv.sl
 const file = await readFile(path);
 const chunkSize = Number(chunkSizeText);
 let patches = 0;
+const creations = [];
 
 function options(extra) {
   return {
@@ -22,6 +24,7 @@ function options(extra) {
     metadata: { filename: name, filetype: "application/octet-stream" },
     onAfterResponse(request, response) {
       if (request.getMethod() === "PATCH" && response.getStatus() === 204) patches++;
+      if (request.getMethod() === "POST") creations.push({ concat: request.getHeader("Upload-Concat") ?? "", status: response.getStatus() });
     },
     ...extra,
   };
@@ -40,7 +43,7 @@ if (mode === "chunks") {
   console.log(JSON.stringify({ uploadUrl: url, patches }));
 } else if (mode === "parallel") {
   const url = await run(new Upload(file, options({ parallelUploads: 3 })));
-  console.log(JSON.stringify({ uploadUrl: url, patches }));
+  console.log(JSON.stringify({ uploadUrl: url, patches, creations }));
 } else if (mode === "resume") {
   const storage = new FileUrlStorage(storagePath);
   const resumable = { urlStorage: storage, fingerprint: async () => `tus-it:${name}`, storeFingerprintForResuming: true, removeFingerprintOnSuccess: true };
