@@ -3,8 +3,6 @@ using Aspire.Hosting.ApplicationModel;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
-using Microsoft.IdentityModel.JsonWebTokens;
-using Microsoft.IdentityModel.Tokens;
 
 namespace Aspire.Hosting;
 
@@ -77,32 +75,11 @@ public static class WorkerExtensions
         return worker;
     }
 
-    /// <summary>
-    /// An HS256 user token (sub = user id) signed with the auth secret, as `npm run token` makes it; with
-    /// <paramref name="admin"/> it carries <c>role: "admin"</c>, which the admin API asks for.
-    /// </summary>
-    public static string CreateToken(string secret, string userId, TimeSpan lifetime, bool admin = false)
-    {
-        var now = DateTime.UtcNow;
-        var claims = new Dictionary<string, object> { ["sub"] = userId };
-        if (admin) claims["role"] = "admin";
-        var descriptor = new SecurityTokenDescriptor
-        {
-            Claims = claims,
-            IssuedAt = now,
-            NotBefore = now.AddSeconds(-5),
-            Expires = now.Add(lifetime),
-            SigningCredentials = new SigningCredentials(
-                new SymmetricSecurityKey(Encoding.UTF8.GetBytes(secret)), SecurityAlgorithms.HmacSha256),
-        };
-        return new JsonWebTokenHandler { SetDefaultTimesOnTokenCreation = false }.CreateToken(descriptor);
-    }
-
     private static async Task<string> MintDevTokenAsync(IResourceBuilder<ParameterResource> authSecret, CancellationToken cancellationToken)
     {
         var secret = await authSecret.Resource.GetValueAsync(cancellationToken)
             ?? throw new InvalidOperationException("The auth-secret parameter has no value.");
-        return CreateToken(secret, DevUser, DevTokenLifetime);
+        return UserTokens.Create(secret, DevUser, DevTokenLifetime);
     }
 
     /// <summary>The Worker's public port: fixed at 8787 by default so curl commands and docs stay stable.</summary>

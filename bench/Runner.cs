@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Net.Http.Headers;
+using Aspire.Hosting;
 
 namespace Bench;
 
@@ -287,7 +288,7 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
         var warm = new List<double>();
         for (var i = 0; i < Wakes; i++)
         {
-            var token = Stack.Token(authSecret, $"wake-{i}-{Guid.NewGuid():N}");
+            var token = UserTokens.Create(authSecret, $"wake-{i}-{Guid.NewGuid():N}", TimeSpan.FromHours(1));
             cold.Add(await TimedPut(http, worker, token, body));
             warm.Add(await TimedPut(http, worker, token, body));
         }

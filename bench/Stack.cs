@@ -1,6 +1,7 @@
 using System.Net;
 using System.Security.Cryptography;
 using System.Text;
+using Aspire.Hosting;
 using UploadService.Security;
 
 namespace Bench;
@@ -238,7 +239,7 @@ public sealed class Stack(string repo, string work, HttpClient http, ServiceBuil
             ["src/dev/index.ts", "--enable-containers=false", "--var", $"AUTH_SECRET:{secret}", "--var", $"{InternalSignature.SecretSetting}:{InternalSecret}",
              "--var", $"CONTAINER_ORIGIN:{service.ToString().TrimEnd('/')}"],
             "health", HttpStatusCode.OK);
-        var token = Token(secret, UserId);
+        var token = UserTokens.Create(secret, UserId, TimeSpan.FromHours(1));
         Console.WriteLine($"{name} (wrangler dev → DO → {service}) ready on {baseUrl}");
         return new Target(name, baseUrl, request => request.Headers.Add("Authorization", $"Bearer {token}"));
     }
@@ -304,17 +305,6 @@ public sealed class Stack(string repo, string work, HttpClient http, ServiceBuil
     }
 
     public static string DotnetHost() => Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } host ? host : "dotnet";
-
-    /// <summary>An HS256 JWT for <paramref name="sub"/>, valid for an hour: what the Worker verifies.</summary>
-    public static string Token(string secret, string sub)
-    {
-        static string B64Url(byte[] bytes) => Convert.ToBase64String(bytes).TrimEnd('=').Replace('+', '-').Replace('/', '_');
-        var now = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
-        var signingInput = B64Url(Encoding.UTF8.GetBytes("""{"alg":"HS256","typ":"JWT"}""")) + "." +
-            B64Url(Encoding.UTF8.GetBytes($$"""{"sub":"{{sub}}","iat":{{now}},"exp":{{now + 3600}}}"""));
-        var signature = HMACSHA256.HashData(Encoding.UTF8.GetBytes(secret), Encoding.UTF8.GetBytes(signingInput));
-        return $"{signingInput}.{B64Url(signature)}";
-    }
 
     /// <summary>Something started outside <see cref="Start"/> (the AppHost, the tests) that an interrupted run must stop too.</summary>
     public T Track<T>(T child) where T : IAsyncDisposable

@@ -42,7 +42,7 @@ public sealed class AdminApiCommands(EndpointReference worker, ParameterResource
         var secret = await authSecret.GetValueAsync(cancellationToken)
             ?? throw new InvalidOperationException("The auth-secret parameter has no value.");
         using var request = new HttpRequestMessage(method, new Uri(new Uri(worker.Url), path));
-        request.Headers.Authorization = new("Bearer", WorkerExtensions.CreateToken(secret, AdminUser, TokenLifetime, admin: true));
+        request.Headers.Authorization = new("Bearer", UserTokens.Create(secret, AdminUser, TokenLifetime, admin: true));
         try
         {
             using var response = await Http.SendAsync(request, cancellationToken);

@@ -42,14 +42,14 @@ public sealed class AuthTests(AppFixture app)
     [Fact]
     public async Task Expired_token_is_401_problem()
     {
-        var token = Tokens.Create(app.AuthSecret, "alice", expires: DateTime.UtcNow.AddMinutes(-5));
+        var token = UserTokens.Create(app.AuthSecret, "alice", DateTime.UtcNow.AddMinutes(-5));
         await AssertRejectedAsync(token);
     }
 
     [Fact]
     public async Task Token_not_yet_valid_is_401_problem()
     {
-        var token = Tokens.Create(app.AuthSecret, "alice",
+        var token = UserTokens.Create(app.AuthSecret, "alice",
             expires: DateTime.UtcNow.AddHours(2), notBefore: DateTime.UtcNow.AddHours(1));
         await AssertRejectedAsync(token);
     }
@@ -57,7 +57,7 @@ public sealed class AuthTests(AppFixture app)
     [Fact]
     public async Task Token_signed_with_another_secret_is_401_problem()
     {
-        var token = Tokens.Create($"another-secret-{Guid.NewGuid():N}-{Guid.NewGuid():N}", "alice");
+        var token = UserTokens.Create($"another-secret-{Guid.NewGuid():N}-{Guid.NewGuid():N}", "alice", TimeSpan.FromHours(1));
         await AssertRejectedAsync(token);
     }
 
@@ -67,7 +67,7 @@ public sealed class AuthTests(AppFixture app)
     [InlineData("")]
     public async Task Token_with_an_invalid_user_id_is_401_problem(string userId)
     {
-        await AssertRejectedAsync(Tokens.Create(app.AuthSecret, userId));
+        await AssertRejectedAsync(UserTokens.Create(app.AuthSecret, userId, TimeSpan.FromHours(1)));
     }
 
     private async Task AssertRejectedAsync(string token)

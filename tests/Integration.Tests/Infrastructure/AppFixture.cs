@@ -108,7 +108,7 @@ public class AppFixture : IAsyncLifetime
         var client = new HttpClient { BaseAddress = WorkerUrl, Timeout = TimeSpan.FromMinutes(10) };
         if (userId is not null)
         {
-            client.DefaultRequestHeaders.Authorization = new("Bearer", Tokens.Create(AuthSecret, userId));
+            client.DefaultRequestHeaders.Authorization = new("Bearer", UserTokens.Create(AuthSecret, userId, TimeSpan.FromHours(1)));
         }
         return client;
     }
@@ -117,7 +117,7 @@ public class AppFixture : IAsyncLifetime
     public HttpClient CreateAdminClient()
     {
         var client = new HttpClient { BaseAddress = WorkerUrl, Timeout = TimeSpan.FromMinutes(1) };
-        client.DefaultRequestHeaders.Authorization = new("Bearer", WorkerExtensions.CreateToken(AuthSecret, "operator", TimeSpan.FromHours(1), admin: true));
+        client.DefaultRequestHeaders.Authorization = new("Bearer", UserTokens.Create(AuthSecret, "operator", TimeSpan.FromHours(1), admin: true));
         return client;
     }
 

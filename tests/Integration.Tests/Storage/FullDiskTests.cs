@@ -35,7 +35,7 @@ public sealed class FullDiskTests
     private static async Task UploadsThatDoNotFitAsync(FullDiskApp app)
     {
         var user = TestContent.UniqueUser("full-disk");
-        var token = Tokens.Create(app.AuthSecret, user);
+        var token = UserTokens.Create(app.AuthSecret, user, TimeSpan.FromHours(1));
         using var client = app.CreateWorkerClient(user);
         var stored = await SurvivingFiles.StoreAsync(client);
 

@@ -42,7 +42,7 @@ public sealed class TelemetryTests(AppFixture app)
     {
         var traceId = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));
         var user = TestContent.UniqueUser("redacted");
-        var token = Tokens.Create(app.AuthSecret, user);
+        var token = UserTokens.Create(app.AuthSecret, user, TimeSpan.FromHours(1));
         using var client = app.CreateWorkerClient();
         client.DefaultRequestHeaders.Authorization = new("Bearer", token);
         using (var request = new HttpRequestMessage(HttpMethod.Put, "/files/redacted.bin") { Content = new ByteArrayContent([1, 2, 3]) })

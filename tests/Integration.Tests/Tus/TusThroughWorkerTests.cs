@@ -315,7 +315,7 @@ public sealed class TusJsClientTests(AppFixture app)
             await File.WriteAllBytesAsync(path, bytes);
             var name = $"js/{mode}.bin";
             var run = await TusJsClient.RunAsync(
-                Tokens.Create(app.AuthSecret, user),
+                UserTokens.Create(app.AuthSecret, user, TimeSpan.FromHours(1)),
                 mode, new Uri(app.WorkerUrl, "/uploads").ToString(), path, name, chunkSize.ToString(), Path.Combine(directory, "urls.json"));
             Assert.True(run.ExitCode == 0, $"tus-js-client exited with {run.ExitCode}:\n{run.Stdout}\n{run.Stderr}");
 

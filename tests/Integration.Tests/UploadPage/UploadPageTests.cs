@@ -65,7 +65,7 @@ public sealed class UploadPageTests(AppFixture app, ITestOutputHelper output)
         var large = work.RandomFile("holiday-video.bin", 32 << 20);
         var small = work.RandomFile("notes.txt", 1_500_000);
 
-        var result = await RunBrowserAsync("upload", Tokens.Create(app.AuthSecret, user), work.Path, large.Path, small.Path);
+        var result = await RunBrowserAsync("upload", UserTokens.Create(app.AuthSecret, user, TimeSpan.FromHours(1)), work.Path, large.Path, small.Path);
 
         Assert.Equal(new Uri(app.WorkerUrl, "/").ToString(), result.GetProperty("urlAfterSignIn").GetString()); // fragment removed
         Assert.Equal([100, 100], result.GetProperty("progress").EnumerateArray().Select(p => p.GetInt32()));
@@ -89,7 +89,7 @@ public sealed class UploadPageTests(AppFixture app, ITestOutputHelper output)
         using var work = new WorkFolder();
         var file = work.RandomFile("paused.bin", 40 << 20);
 
-        var result = await RunBrowserAsync("pause", Tokens.Create(app.AuthSecret, user), work.Path, file.Path);
+        var result = await RunBrowserAsync("pause", UserTokens.Create(app.AuthSecret, user, TimeSpan.FromHours(1)), work.Path, file.Path);
 
         Assert.StartsWith("Paused at", result.GetProperty("pausedStatus").GetString());
         Assert.Equal(0, result.GetProperty("requestsWhilePaused").GetInt32());
@@ -108,7 +108,7 @@ public sealed class UploadPageTests(AppFixture app, ITestOutputHelper output)
         using var work = new WorkFolder();
         var file = work.RandomFile("reloaded.bin", 80 << 20);
 
-        var result = await RunBrowserAsync("reload", Tokens.Create(app.AuthSecret, user), work.Path, file.Path);
+        var result = await RunBrowserAsync("reload", UserTokens.Create(app.AuthSecret, user, TimeSpan.FromHours(1)), work.Path, file.Path);
 
         var before = TusRequests(result.GetProperty("beforeReload"));
         var after = TusRequests(result.GetProperty("afterReload"));
@@ -127,7 +127,7 @@ public sealed class UploadPageTests(AppFixture app, ITestOutputHelper output)
     [Fact]
     public async Task Expired_token_shows_a_readable_error()
     {
-        var expired = Tokens.Create(app.AuthSecret, TestContent.UniqueUser("page-expired"), expires: DateTime.UtcNow.AddMinutes(-5));
+        var expired = UserTokens.Create(app.AuthSecret, TestContent.UniqueUser("page-expired"), DateTime.UtcNow.AddMinutes(-5));
         using var work = new WorkFolder();
 
         var result = await RunBrowserAsync("expired", expired, work.Path);
