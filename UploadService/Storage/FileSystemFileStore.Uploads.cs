@@ -17,8 +17,8 @@ namespace UploadService.Storage;
 /// record, and from then on the missing bytes file is what says "every byte arrived" (<see cref="Settled"/>).
 /// So a one-chunk upload creates three files (state, bytes, record), replaces none and waits for one round
 /// of fsyncs (two files flushed together), as a PUT does. Replacing files
-/// is what small uploads must avoid: each replaced state freed an inode, and ext4 without a journal skips
-/// inodes freed in the last minute when it allocates new ones, so every later creation got slower. The
+/// is what small uploads avoid: each replaced file frees an inode, and ext4 without a journal passes over
+/// recently freed inodes when it allocates new ones, so every replacement slows the creations after it. The
 /// SHA-256 is the one the appends computed as the bytes arrived (<see cref="RunningHashes"/>), or read from
 /// the file where this process did not see every byte.
 /// </summary>
@@ -181,8 +181,8 @@ public sealed partial class FileSystemFileStore : IUploadStore
     }
 
     /// <summary>
-    /// Moves the complete bytes into the blob named by the upload's content id (the upload id, or one an
-    /// earlier version of the store claimed in the state) and switches the file record to it. Safe to repeat:
+    /// Moves the complete bytes into the blob named by the upload's content id (the upload id, or the one its
+    /// state claims) and switches the file record to it. Safe to repeat:
     /// when the bytes file is gone, an earlier call moved it, and this one only finishes what that left.
     /// The returned upload is not written back; <see cref="Settled"/> derives it from the files.
     /// </summary>

@@ -27,8 +27,8 @@ public static class HashingCopy
 
     /// <summary>
     /// Buffers per copy with direct writes: up to three written while the fourth fills (four while the next read
-    /// waits for the oldest to be written). Measured here (PUT 1 GiB):
-    /// 2 → 900–935, 3 → 960–1040, 4 → 1000–1130, 8 → 940 MiB/s.
+    /// waits for the oldest to be written), so the disk has writes queued while the network fills the next
+    /// buffer; fewer leave it idle between writes, more only hold memory (docs/benchmarks.md, "Tuning").
     /// </summary>
     private const int DirectBuffers = 4;
 
