@@ -36,7 +36,8 @@ if (mode == UploadServiceMode.Shared)
 }
 else
 {
-    var runtime = builder.AddContainerRuntime("user-containers", mode == UploadServiceMode.Container ? builder.ContainerEngine() : null);
+    var runtime = builder.AddContainerRuntime("user-containers",
+        mode == UploadServiceMode.Project ? null : builder.ContainerEngine(), ifEngineAnswers: mode == UploadServiceMode.Auto);
     worker.WithContainerRuntime(runtime, authSecret)
         .WithStorage(s3);
 }

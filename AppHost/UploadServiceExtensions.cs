@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
@@ -28,29 +27,39 @@ public static class UploadServiceExtensions
     private const string ModeSwitch = "upload-service";
 
     public const string InternalSecretVariable = "INTERNAL_SECRET"; // read by the service and the Durable Object
-    private static readonly TimeSpan EngineProbeTimeout = TimeSpan.FromSeconds(10);
 
     /// <summary>
-    /// The mode asked for (<c>auto</c> resolved), said once in the AppHost's log: <c>project</c> and
-    /// <c>container</c> run an instance per user through the container runtime, <c>shared</c> one upload
-    /// service for every user.
+    /// The mode asked for, said once in the AppHost's log: <c>project</c> and <c>container</c> run an instance per
+    /// user through the container runtime, <c>shared</c> one upload service for every user. <c>auto</c> is
+    /// resolved by the container runtime when it starts (it asks the container engine, which can take seconds),
+    /// not while the graph is built, and logged then.
     /// </summary>
     public static UploadServiceMode SelectUploadServiceMode(this IDistributedApplicationBuilder builder, string name)
     {
-        var (mode, reason) = builder.ResolveUploadServiceMode();
+        var mode = builder.RequestedUploadServiceMode();
+        if (mode == UploadServiceMode.Auto)
+        {
+            return mode;
+        }
+        var reason = mode == UploadServiceMode.Container ? $"asked for (container engine: {builder.ContainerEngine()})" : "asked for";
+        builder.Eventing.Subscribe<BeforeStartEvent>((e, _) =>
+        {
+            LogMode(e.Services.GetRequiredService<ILoggerFactory>(), name, mode, reason);
+            return Task.CompletedTask;
+        });
+        return mode;
+    }
+
+    /// <summary>The line that says how the upload service runs, and why (in the AppHost's console).</summary>
+    internal static void LogMode(ILoggerFactory loggers, string name, UploadServiceMode mode, string reason)
+    {
         var how = mode switch
         {
             UploadServiceMode.Project => "a project, one instance per user",
             UploadServiceMode.Shared => "a project shared by all users",
             _ => "a container, one per user",
         };
-        builder.Eventing.Subscribe<BeforeStartEvent>((e, _) =>
-        {
-            e.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Aspire.Hosting.UploadService")
-                .LogInformation("{Name} runs as {How}: {Reason}", name, how, reason);
-            return Task.CompletedTask;
-        });
-        return mode;
+        loggers.CreateLogger("Aspire.Hosting.UploadService").LogInformation("{Name} runs as {How}: {Reason}", name, how, reason);
     }
 
     /// <summary>
@@ -93,7 +102,7 @@ public static class UploadServiceExtensions
         }
         if (!provider.Equals("s3", StringComparison.OrdinalIgnoreCase))
         {
-            throw new InvalidOperationException($"unknown storage '{provider}' ({StorageKey} / --{StorageSwitch}): use s3 or filesystem.");
+            throw new AppHostSetupException($"unknown storage '{provider}' ({StorageKey} / --{StorageSwitch}): use s3 or filesystem.");
         }
 
         var serverDirectory = Path.Combine(builder.RepositoryRoot(), "tests", "s3-server");
@@ -162,8 +171,8 @@ public static class UploadServiceExtensions
         return uploadService;
     }
 
-    /// <summary>The mode asked for, with `auto` resolved by asking the container engine Aspire would use.</summary>
-    public static (UploadServiceMode Mode, string Reason) ResolveUploadServiceMode(this IDistributedApplicationBuilder builder)
+    /// <summary>The mode asked for (`auto` unresolved); a mode that does not exist is refused with the ones that do.</summary>
+    public static UploadServiceMode RequestedUploadServiceMode(this IDistributedApplicationBuilder builder)
     {
         var requested = builder.Configuration[ModeSwitch] ?? builder.Configuration[ModeKey] ?? "auto";
         if (requested.Equals("wrangler", StringComparison.OrdinalIgnoreCase))
@@ -175,51 +184,6 @@ public static class UploadServiceExtensions
         {
             throw new AppHostSetupException($"unknown upload service mode '{requested}' ({ModeKey} / --{ModeSwitch}): use project, container, shared or auto.");
         }
-
-        var runtime = builder.ContainerEngine();
-        return mode switch
-        {
-            UploadServiceMode.Project or UploadServiceMode.Shared => (mode, "asked for"),
-            UploadServiceMode.Container => (mode, $"asked for (container engine: {runtime})"),
-            _ => ContainerEngineAnswers(runtime, out var why)
-                ? (UploadServiceMode.Container, $"auto: `{runtime} info` answered")
-                : (UploadServiceMode.Project, $"auto: no usable container engine ({why}; set ASPIRE_CONTAINER_RUNTIME=podman for podman)"),
-        };
-    }
-
-    private static bool ContainerEngineAnswers(string runtime, out string why)
-    {
-        var start = new ProcessStartInfo(runtime)
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            RedirectStandardInput = true,
-        };
-        start.ArgumentList.Add("info");
-        try
-        {
-            using var process = Process.Start(start);
-            if (process is null)
-            {
-                why = $"`{runtime}` did not start";
-                return false;
-            }
-            process.StandardInput.Close();
-            _ = process.StandardOutput.ReadToEndAsync();
-            _ = process.StandardError.ReadToEndAsync();
-            if (!process.WaitForExit(EngineProbeTimeout))
-            {
-                process.Kill(entireProcessTree: true);
-                why = $"`{runtime} info` did not answer within {EngineProbeTimeout.TotalSeconds:0} s";
-                return false;
-            }
-            why = $"`{runtime} info` exited with {process.ExitCode}";
-            return process.ExitCode == 0;
-        }
-        catch (System.ComponentModel.Win32Exception)
-        {
-            why = $"`{runtime}` is not installed";
-            return false;
-        }
+        return mode;
     }
 }

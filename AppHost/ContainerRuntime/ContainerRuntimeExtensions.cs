@@ -21,9 +21,11 @@ public static partial class ContainerRuntimeExtensions
     /// <summary>
     /// Adds the runtime. With <paramref name="engine"/> (docker or podman) each instance is a container of the image
     /// built from UploadService/Dockerfile, the file wrangler.toml deploys; without, a process of the built project.
+    /// With <paramref name="ifEngineAnswers"/> (<c>auto</c>) the runtime asks the engine when it starts and runs
+    /// processes if it does not answer.
     /// </summary>
     public static IResourceBuilder<ContainerRuntimeResource> AddContainerRuntime(
-        this IDistributedApplicationBuilder builder, string name, string? engine = null)
+        this IDistributedApplicationBuilder builder, string name, string? engine = null, bool ifEngineAnswers = false)
     {
         var maxInstances = builder.Configuration[MaxInstancesKey];
         int? max = null;
@@ -31,18 +33,19 @@ public static partial class ContainerRuntimeExtensions
         {
             max = int.TryParse(maxInstances, out var parsed) && parsed > 0
                 ? parsed
-                : throw new InvalidOperationException($"{MaxInstancesKey} must be a whole number above 0, not '{maxInstances}'.");
+                : throw new AppHostSetupException($"{MaxInstancesKey} must be a whole number above 0, not '{maxInstances}'.");
         }
         var sleepAfter = builder.Configuration[SleepAfterKey];
         if (sleepAfter is not null && !SleepAfterFormat().IsMatch(sleepAfter))
         {
-            throw new InvalidOperationException($"{SleepAfterKey} must be a duration such as 30s, 10m or 1h (what the Container class's sleepAfter takes), not '{sleepAfter}'.");
+            throw new AppHostSetupException($"{SleepAfterKey} must be a duration such as 30s, 10m or 1h (what the Container class's sleepAfter takes), not '{sleepAfter}'.");
         }
 
         var settings = new ContainerRuntimeSettings(
             UploadServiceDll: UploadServiceDll(),
             // The build context is the repository root, as in worker/wrangler.toml (image_build_context = "..").
             Image: engine is null ? null : new ContainerImage(engine, "UploadService/Dockerfile", builder.RepositoryRoot(), "localhost/upload-service-instance:dev"),
+            ImageIfEngineAnswers: ifEngineAnswers,
             InstancesRoot: Path.Combine(builder.LocalDataRoot(), "instances"),
             WranglerToml: Path.Combine(builder.RepositoryRoot(), "worker", "wrangler.toml"),
             MaxInstances: max,

@@ -1,6 +1,8 @@
+using System.ComponentModel;
 using System.Diagnostics;
 using System.Security.Cryptography;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Aspire.Hosting.ApplicationModel;
 
@@ -10,7 +12,8 @@ namespace Aspire.Hosting.ApplicationModel;
 /// </summary>
 public sealed class ContainerRuntimeResource(string name, ContainerRuntimeSettings settings) : Resource(name)
 {
-    public ContainerRuntimeSettings Settings { get; } = settings;
+    /// <summary>What it starts; with <see cref="ContainerRuntimeSettings.ImageIfEngineAnswers"/>, settled when it starts.</summary>
+    public ContainerRuntimeSettings Settings { get; internal set; } = settings;
 
     /// <summary>The key the Worker's requests carry (<c>Authorization: Bearer …</c>); new for each run.</summary>
     public string Token { get; } = Convert.ToHexString(RandomNumberGenerator.GetBytes(32));
@@ -25,16 +28,39 @@ public sealed class ContainerRuntimeResource(string name, ContainerRuntimeSettin
 /// <summary>What the runtime starts and how many at once.</summary>
 /// <param name="UploadServiceDll">The built upload service that each instance runs as a process.</param>
 /// <param name="Image">In container mode, the image each instance is a container of (else null: processes).</param>
+/// <param name="ImageIfEngineAnswers">
+/// <c>auto</c>: the image only if its engine answers when the runtime starts, else processes.</param>
 /// <param name="InstancesRoot">Each process's data directory is made here and deleted when it exits.</param>
 /// <param name="WranglerToml">Where <c>max_instances</c> is read from, unless <paramref name="MaxInstances"/> overrides it.</param>
 /// <param name="MaxInstances"><c>Containers:MaxInstances</c>, or null for the TOML's value.</param>
 /// <param name="SleepAfter"><c>Containers:SleepAfter</c> (e.g. <c>30s</c>), or null for the class's <c>sleepAfter</c>.</param>
 public sealed record ContainerRuntimeSettings(
-    string UploadServiceDll, ContainerImage? Image, string InstancesRoot, string WranglerToml, int? MaxInstances, string? SleepAfter);
+    string UploadServiceDll, ContainerImage? Image, bool ImageIfEngineAnswers, string InstancesRoot, string WranglerToml,
+    int? MaxInstances, string? SleepAfter);
 
 /// <summary>The image built from <paramref name="Dockerfile"/> in <paramref name="Context"/> as <paramref name="Tag"/>, by <paramref name="Engine"/> (docker or podman).</summary>
 public sealed record ContainerImage(string Engine, string Dockerfile, string Context, string Tag)
 {
+    /// <summary>Whether the engine answers <c>{Engine} info</c> within <paramref name="timeout"/>, and what it said.</summary>
+    public async Task<(bool Answers, string Why)> EngineAnswersAsync(TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        deadline.CancelAfter(timeout);
+        try
+        {
+            var code = await RunAsync(["info"], NullLogger.Instance, deadline.Token, output: _ => { });
+            return code == 0 ? (true, $"`{Engine} info` answered") : (false, $"`{Engine} info` exited with {code}");
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            return (false, $"`{Engine} info` did not answer within {timeout.TotalSeconds:0} s");
+        }
+        catch (Win32Exception)
+        {
+            return (false, $"`{Engine}` is not installed");
+        }
+    }
+
     /// <summary>
     /// Runs <c>{Engine} {args}</c> in <see cref="Context"/> and returns its exit code; each line of its output goes to
     /// <paramref name="output"/> if given, else to <paramref name="log"/>, and its errors to <paramref name="log"/>.
@@ -55,7 +81,15 @@ public sealed record ContainerImage(string Engine, string Dockerfile, string Con
         process.Start();
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
-        await process.WaitForExitAsync(cancellationToken);
+        try
+        {
+            await process.WaitForExitAsync(cancellationToken);
+        }
+        catch (OperationCanceledException)
+        {
+            process.Kill(entireProcessTree: true);
+            throw;
+        }
         return process.ExitCode;
     }
 }

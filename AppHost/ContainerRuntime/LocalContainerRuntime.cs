@@ -26,8 +26,11 @@ namespace Aspire.Hosting;
 public sealed partial class LocalContainerRuntime(
     ContainerRuntimeResource resource,
     ResourceNotificationService notifications,
-    ResourceLoggerService loggers) : IHostedService, IAsyncDisposable
+    ResourceLoggerService loggers,
+    ILoggerFactory loggerFactory) : IHostedService, IAsyncDisposable
 {
+    private static readonly TimeSpan EngineProbeTimeout = TimeSpan.FromSeconds(10);
+
     /// <summary>What Cloudflare answers a start beyond max_instances; the Durable Object turns it into 503 + Retry-After.</summary>
     public const string MaxInstancesExceeded =
         "Maximum number of running container instances exceeded. Try again later, or try configuring a higher value for max_instances";
@@ -74,6 +77,14 @@ public sealed partial class LocalContainerRuntime(
     {
         _log = loggers.GetLogger(resource);
         var settings = resource.Settings;
+        if (settings is { Image: { } candidate, ImageIfEngineAnswers: true })
+        {
+            // `auto`: containers if the engine answers now, else processes of the project.
+            var (answers, why) = await candidate.EngineAnswersAsync(EngineProbeTimeout, cancellationToken);
+            settings = resource.Settings = settings with { Image = answers ? candidate : null, ImageIfEngineAnswers = false };
+            UploadServiceExtensions.LogMode(loggerFactory, "upload-service", answers ? UploadServiceMode.Container : UploadServiceMode.Project,
+                answers ? $"auto: {why}" : $"auto: no usable container engine ({why}; set ASPIRE_CONTAINER_RUNTIME=podman for podman)");
+        }
         MaxInstances = settings.MaxInstances ?? WranglerToml.MaxInstances(settings.WranglerToml, "UserAppContainer");
         if (settings.Image is { } image)
         {

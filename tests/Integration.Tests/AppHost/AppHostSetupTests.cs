@@ -19,4 +19,28 @@ public sealed class AppHostSetupTests
         Assert.Contains(reason, error.Message);
         Assert.Contains("use project, container, shared or auto", error.Message, StringComparison.OrdinalIgnoreCase);
     }
+
+    [Fact]
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")] // the stand-in engine is a shell script
+    public async Task Auto_asks_the_container_engine_when_the_runtime_starts_not_while_the_graph_is_built()
+    {
+        // A stand-in engine that leaves a mark when asked anything.
+        var marker = Path.Combine(Path.GetTempPath(), $"engine-asked-{Guid.NewGuid():N}");
+        var engine = Path.Combine(Path.GetTempPath(), $"engine-{Guid.NewGuid():N}.sh");
+        await File.WriteAllTextAsync(engine, $"#!/bin/sh\ntouch '{marker}'\nexit 1\n");
+        File.SetUnixFileMode(engine, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        try
+        {
+            await using var appHost = await DistributedApplicationTestingBuilder.CreateAsync<Projects.AppHost>(
+                ["--upload-service=auto", $"--ASPIRE_CONTAINER_RUNTIME={engine}"]);
+
+            Assert.Contains(appHost.Resources, resource => resource.Name == "user-containers");
+            Assert.False(File.Exists(marker), "the container engine was asked while the AppHost built its graph");
+        }
+        finally
+        {
+            File.Delete(engine);
+            File.Delete(marker);
+        }
+    }
 }
