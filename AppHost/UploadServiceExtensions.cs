@@ -1,3 +1,4 @@
+using LocalS3;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
@@ -86,7 +87,7 @@ public static class UploadServiceExtensions
     public const string StorageKey = "Storage:Provider";
     private const string StorageSwitch = "storage";
     private const string LocalBucket = "uploads";
-    private const string LocalS3Key = "S3RVER"; // s3rver's built-in account, local only
+    private const string LocalS3Key = S3rver.Account;
 
     /// <summary>
     /// Where files outlive a sleeping container. With <c>s3</c> (the default): s3rver, a local S3-compatible
@@ -105,13 +106,12 @@ public static class UploadServiceExtensions
             throw new AppHostSetupException($"unknown storage '{provider}' ({StorageKey} / --{StorageSwitch}): use s3 or filesystem.");
         }
 
-        var serverDirectory = Path.Combine(builder.RepositoryRoot(), "tests", "s3-server");
+        var serverDirectory = S3rver.Folder(builder.RepositoryRoot());
         var install = builder.AddExecutable($"{s3Name}-install", "npm", serverDirectory,
                 "install", "--no-audit", "--no-fund", "--loglevel=warn")
             .ExcludeFromManifest();
-        var s3 = builder.AddExecutable(s3Name, "node", serverDirectory, "node_modules/s3rver/bin/s3rver.js",
-                "--directory", builder.LocalDataPath("s3"), "--address", "127.0.0.1",
-                "--configure-bucket", LocalBucket, "--no-vhost-buckets")
+        var s3 = builder.AddExecutable(s3Name, "node", serverDirectory,
+                [S3rver.Script, .. S3rver.Arguments(builder.LocalDataPath("s3"), bucket: LocalBucket)])
             .WithHttpEndpoint(name: "http")
             .WithHttpHealthCheck("/")
             .WaitForCompletion(install)

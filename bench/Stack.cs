@@ -2,6 +2,7 @@ using System.Net;
 using System.Security.Cryptography;
 using System.Text;
 using Aspire.Hosting;
+using LocalS3;
 using UploadService.Security;
 
 namespace Bench;
@@ -142,19 +143,17 @@ public sealed class Stack(string repo, string work, HttpClient http, ServiceBuil
     /// </summary>
     public async Task StartS3(Report report)
     {
-        var script = Path.Combine(repo, "tests", "s3-server", "node_modules", "s3rver", "bin", "s3rver.js");
-        if (!File.Exists(script))
+        if (!S3rver.IsInstalled(repo))
         {
             report.Skip("s3 backend memory cases", "tests/s3-server/node_modules is missing (cd tests/s3-server && npm ci)");
             return;
         }
-        const string bucket = "bench", key = "S3RVER"; // s3rver's built-in account
+        const string bucket = "bench", key = S3rver.Account;
         var port = Ports.Free();
         var data = Path.Combine(work, "s3rver");
         Directory.CreateDirectory(data);
         var server = Track(Child.Start("s3rver", Node(repo),
-            [script, "--directory", data, "--address", "127.0.0.1", "--port", port.ToString(), "--configure-bucket", bucket, "--no-vhost-buckets"],
-            Path.GetDirectoryName(script)!));
+            [S3rver.Script, .. S3rver.Arguments(data, port, bucket)], S3rver.Folder(repo)));
         var endpoint = $"http://127.0.0.1:{port}";
         await server.WaitReady(async () =>
         {

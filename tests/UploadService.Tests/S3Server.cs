@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using Amazon.S3;
 using Amazon.S3.Model;
+using LocalS3;
 using UploadService.Storage;
 
 namespace UploadService.Tests;
@@ -14,8 +15,8 @@ namespace UploadService.Tests;
 /// </summary>
 public sealed class S3Server : IAsyncLifetime
 {
-    public const string AccessKeyId = "S3RVER"; // s3rver's built-in account
-    public const string SecretAccessKey = "S3RVER";
+    public const string AccessKeyId = S3rver.Account;
+    public const string SecretAccessKey = S3rver.Account;
     private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(30);
     private static readonly TimeSpan InstallTimeout = TimeSpan.FromMinutes(3);
 
@@ -27,18 +28,17 @@ public sealed class S3Server : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        var serverDirectory = Path.Combine(RepositoryRoot(), "tests", "s3-server");
-        var script = Path.Combine(serverDirectory, "node_modules", "s3rver", "bin", "s3rver.js");
-        if (!System.IO.File.Exists(script))
+        var serverDirectory = S3rver.Folder(RepositoryRoot());
+        if (!S3rver.IsInstalled(RepositoryRoot()))
         {
             await InstallAsync(serverDirectory); // a fresh clone: `dotnet test` needs nothing else (.ci/run installs it up front)
         }
 
         var port = FreePort();
         ServiceUrl = $"http://127.0.0.1:{port}";
-        var start = new ProcessStartInfo("node")
+        var start = new ProcessStartInfo("node", [S3rver.Script, .. S3rver.Arguments(_data.Path, port)])
         {
-            ArgumentList = { script, "--directory", _data.Path, "--address", "127.0.0.1", "--port", port.ToString(), "--no-vhost-buckets" },
+            WorkingDirectory = serverDirectory,
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             RedirectStandardInput = true,
