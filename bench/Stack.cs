@@ -233,10 +233,23 @@ public sealed class Stack(string repo, string work, HttpClient http, ServiceBuil
     async Task<Target?> StartWorker(string name, string wrangler, Uri service)
     {
         var secret = Convert.ToHexString(RandomNumberGenerator.GetBytes(32));
+        // The Worker's settings in a file only this user can read, as worker/scripts/dev.sh hands them over:
+        // no secret on a command line, where every process on the machine can read it.
+        var settings = Path.Combine(work, $"{name}.env");
+        await using (var file = new FileStream(settings, new FileStreamOptions
+        {
+            Mode = FileMode.CreateNew,
+            Access = FileAccess.Write,
+            UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
+        }))
+        await using (var writer = new StreamWriter(file))
+        {
+            await writer.WriteAsync($"AUTH_SECRET={secret}\n{InternalSignature.SecretSetting}={InternalSecret}\n" +
+                $"CONTAINER_ORIGIN={service.ToString().TrimEnd('/')}\n");
+        }
         var (_, baseUrl) = await StartWrangler(name, wrangler, Path.Combine(repo, "worker"),
             // The development entry point gives the Durable Object its stand-in container (CONTAINER_ORIGIN).
-            ["src/dev/index.ts", "--enable-containers=false", "--var", $"AUTH_SECRET:{secret}", "--var", $"{InternalSignature.SecretSetting}:{InternalSecret}",
-             "--var", $"CONTAINER_ORIGIN:{service.ToString().TrimEnd('/')}"],
+            ["src/dev/index.ts", "--enable-containers=false", "--env-file", settings],
             "health", HttpStatusCode.OK);
         var token = UserTokens.Create(secret, UserId, TimeSpan.FromHours(1));
         Console.WriteLine($"{name} (wrangler dev → DO → {service}) ready on {baseUrl}");
