@@ -73,12 +73,14 @@ public sealed record ContainerImage(string Engine, string Dockerfile, string Con
             UseShellExecute = false,
             RedirectStandardOutput = true,
             RedirectStandardError = true,
+            RedirectStandardInput = true, // nothing it runs reads from the AppHost's console
         };
         foreach (var arg in args) start.ArgumentList.Add(arg);
         using var process = new Process { StartInfo = start };
         process.OutputDataReceived += (_, line) => { if (line.Data is { } text) { if (output is null) log.LogInformation("{Line}", text); else output(text); } };
         process.ErrorDataReceived += (_, line) => { if (line.Data is { } text) log.LogInformation("{Line}", text); };
         process.Start();
+        process.StandardInput.Close();
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
         try
@@ -87,7 +89,7 @@ public sealed record ContainerImage(string Engine, string Dockerfile, string Con
         }
         catch (OperationCanceledException)
         {
-            process.Kill(entireProcessTree: true);
+            try { process.Kill(entireProcessTree: true); } catch (Exception kill) when (kill is InvalidOperationException or AggregateException or Win32Exception) { }
             throw;
         }
         return process.ExitCode;

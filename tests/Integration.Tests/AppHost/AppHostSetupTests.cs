@@ -43,4 +43,50 @@ public sealed class AppHostSetupTests
             File.Delete(marker);
         }
     }
+
+    [Fact]
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")] // the stand-in engines are shell scripts
+    public async Task Asking_the_engine_says_whether_it_answers_and_why_not()
+    {
+        var folder = Directory.CreateTempSubdirectory("engine-");
+        try
+        {
+            async Task<(bool Answers, string Why)> AskAsync(string script, TimeSpan timeout)
+            {
+                var engine = Path.Combine(folder.FullName, $"engine-{Guid.NewGuid():N}.sh");
+                await File.WriteAllTextAsync(engine, "#!/bin/sh\n" + script + "\n");
+                File.SetUnixFileMode(engine, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+                var image = new Aspire.Hosting.ApplicationModel.ContainerImage(engine, "Dockerfile", folder.FullName, "unused");
+                return await image.EngineAnswersAsync(timeout, CancellationToken.None);
+            }
+
+            var answering = await AskAsync("exit 0", TimeSpan.FromSeconds(30));
+            Assert.True(answering.Answers);
+            Assert.EndsWith("info` answered", answering.Why);
+            var failing = await AskAsync("exit 1", TimeSpan.FromSeconds(30));
+            Assert.False(failing.Answers);
+            Assert.EndsWith("info` exited with 1", failing.Why);
+
+            var missing = new Aspire.Hosting.ApplicationModel.ContainerImage(Path.Combine(folder.FullName, "no-such-engine"), "Dockerfile", folder.FullName, "unused");
+            Assert.Equal((false, $"`{Path.Combine(folder.FullName, "no-such-engine")}` is not installed"),
+                await missing.EngineAnswersAsync(TimeSpan.FromSeconds(30), CancellationToken.None));
+
+            // An engine that hangs is given up on, and killed.
+            var pidFile = Path.Combine(folder.FullName, "pid");
+            var hanging = await AskAsync($"echo $$ > '{pidFile}'\nexec sleep 300", TimeSpan.FromSeconds(1));
+            Assert.False(hanging.Answers);
+            Assert.EndsWith("info` did not answer within 1 s", hanging.Why);
+            var pid = (await File.ReadAllTextAsync(pidFile)).Trim();
+            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+            while (Directory.Exists($"/proc/{pid}") && DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(50);
+            }
+            Assert.False(Directory.Exists($"/proc/{pid}"), $"the hanging engine (pid {pid}) was left running");
+        }
+        finally
+        {
+            folder.Delete(recursive: true);
+        }
+    }
 }
