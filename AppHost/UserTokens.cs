@@ -23,13 +23,16 @@ public static class UserTokens
     public static string Create(string secret, string userId, DateTime expires, DateTime? notBefore = null, bool admin = false)
     {
         var now = DateTime.UtcNow;
-        var nbf = notBefore ?? (expires < now ? expires.AddHours(-1) : now.AddSeconds(-5));
+        // Issued a moment ago (an hour before an expiry already past), whatever notBefore says, so that a token
+        // not yet valid is refused for its nbf alone.
+        var issued = expires < now ? expires.AddHours(-1) : now.AddSeconds(-5);
+        var nbf = notBefore ?? issued;
         var claims = new Dictionary<string, object> { ["sub"] = userId };
         if (admin) claims["role"] = "admin";
         var descriptor = new SecurityTokenDescriptor
         {
             Claims = claims,
-            IssuedAt = nbf,
+            IssuedAt = issued,
             NotBefore = nbf,
             Expires = expires,
             SigningCredentials = new SigningCredentials(
