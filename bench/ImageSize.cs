@@ -28,7 +28,7 @@ static class ImageSize
             $"built by container-check {built} ({created.Split('.')[0]} UTC); the base stand-in's files are the chiseled-extra original's"));
     }
 
-    /// <summary>The framework-dependent image on mcr.microsoft.com/dotnet/aspnet, when issue 17 was filed.</summary>
+    /// <summary>The image before Native AOT: the framework-dependent service on mcr.microsoft.com/dotnet/aspnet.</summary>
     public const double BeforeMb = 283;
 
     public static string BeforeText => $"the image before Native AOT (aspnet base, {BeforeMb.ToString(CultureInfo.InvariantCulture)} MB)";

@@ -5,7 +5,7 @@ namespace LocalS3;
 /// it runs (its script, its arguments, its account) for the AppHost's resource <c>s3</c>, the unit tests' fixture
 /// and the bench, which compile this file in. (scripts/checks.sh starts it the same way from bash.)
 /// </summary>
-public static class S3rver
+internal static class S3rver
 {
     /// <summary>s3rver's built-in account: the access key id and the secret are both this. Local only.</summary>
     public const string Account = "S3RVER";

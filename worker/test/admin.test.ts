@@ -51,7 +51,7 @@ const isHealthy = (view: ContainerView) => view.status === "healthy";
  * Cancels the Durable Object's pending alarm. The pool runs alarms outside otel-cf-workers' configuration
  * ("Config is undefined" from the instrumented storage, which resets the object), so these tests keep
  * alarms from firing; what follows an exit through the alarm (onStop after destroy, after a sleep) is
- * tested on the real AppHost (tests/Integration.Tests/AdminApiTests.cs).
+ * tested on the real AppHost (tests/Integration.Tests/Containers/AdminApiTests.cs).
  */
 async function quiesce(user: string): Promise<void> {
   await runInDurableObject(env.USER_CONTAINERS.getByName(user), (_: UserAppContainer, state) => state.storage.deleteAlarm());
