@@ -15,14 +15,8 @@ public sealed class WranglerTomlTests : IDisposable
     [Fact]
     public void The_deployed_toml_gives_UserAppContainer_its_max_instances()
     {
-        var root = new DirectoryInfo(AppContext.BaseDirectory);
-        while (root is not null && !File.Exists(Path.Combine(root.FullName, "Solution.sln")))
-        {
-            root = root.Parent;
-        }
-
-        Assert.NotNull(root);
-        var path = Path.Combine(root.FullName, "worker", "wrangler.toml");
+        // Where the AppHost reads it: worker/ beside the AppHost's folder.
+        var path = Path.Combine(Projects.AppHost.ProjectPath, "..", "worker", "wrangler.toml");
         var line = File.ReadLines(path).Single(l => l.TrimStart().StartsWith("max_instances", StringComparison.Ordinal));
         Assert.Equal(int.Parse(line.Split('=')[1].Trim()), WranglerToml.MaxInstances(path, "UserAppContainer"));
     }
