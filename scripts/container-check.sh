@@ -72,7 +72,7 @@ mapfile -t from_images < <(sed -nE 's/^FROM +(--platform=[^ ]+ +)?([^ ]+).*/\2/p
 log "the Dockerfile uses: ${from_images[*]}"
 dotnet_root=$(dirname "$(readlink -f "$(command -v dotnet)")")
 dotnet_sdk=$(dotnet --version)
-standin_key="dotnet-$dotnet_sdk/v3"   # a new version when the recipes below change
+standin_key="dotnet-$dotnet_sdk/v4"   # a new version when the recipes below change
 
 has_image_with_key() {
   [ "$(podman image inspect --format '{{ index .Labels "container-check.key" }}' "$1" 2>/dev/null || true)" = "$standin_key" ]
@@ -123,12 +123,12 @@ RUN set -e; cd /; mkdir -p /rootfs/tmp /rootfs/home/app /rootfs/etc/ssl/certs /r
  && chmod 1777 /rootfs/tmp && chown 1654:1654 /rootfs/home/app \
  && for dir in bin lib lib64 sbin; do ln -s usr/$dir /rootfs/$dir; done \
  && lib=usr/lib/x86_64-linux-gnu \
- && tar -c usr/lib64 $lib/ld-linux-x86-64.so.* \
+ && tar -cf /slices.tar usr/lib64 $lib/ld-linux-x86-64.so.* \
       $lib/libc.so.* $lib/libm.so.* $lib/libpthread.so.* $lib/libdl.so.* $lib/librt.so.* $lib/libresolv.so.* \
       $lib/libutil.so.* $lib/libanl.so.* $lib/libnss_*.so.* $lib/libgcc_s.so.* $lib/libstdc++.so.* \
       $lib/libssl.so.* $lib/libcrypto.so.* $lib/engines-3 $lib/ossl-modules $lib/libicu*.so.* \
       usr/share/zoneinfo etc/ssl/certs/ca-certificates.crt etc/os-release usr/lib/os-release \
-    | tar -C /rootfs -x \
+ && tar -C /rootfs -xf /slices.tar \
  && { echo 'root:x:0:0:root:/root:/usr/sbin/nologin'; echo 'app:x:1654:1654::/home/app:/usr/sbin/nologin'; } >/rootfs/etc/passwd \
  && { echo 'root:x:0:'; echo 'app:x:1654:'; } >/rootfs/etc/group
 FROM scratch
@@ -195,7 +195,7 @@ step "run the image: HTTP on port 8000 as the non-root user"
 # the host's /proc (rootful podman maps no user namespace), the files through the container's mounted root.
 container_uid() {
   local pid
-  pid=$(podman inspect --format '{{.State.Pid}}' "$1" 2>/dev/null) && awk '/^Uid:/ {print $2}' "/proc/$pid/status" 2>/dev/null
+  pid=$(podman inspect --format '{{.State.Pid}}' "$1" 2>/dev/null) && awk '/^Uid:/ {print $2}' "/proc/$pid/status" 2>/dev/null || true
 }
 data_owners() {
   local root
