@@ -30,10 +30,10 @@ try
     // object gets its own upload-service instance from the local container runtime `user-containers`, with the
     // environment the object passes (secrets, storage, telemetry), as on Cloudflare: a process of the project, or
     // with `container` a container of the image. `shared` runs one `upload-service` that every object forwards to.
-    var mode = builder.SelectUploadServiceMode("upload-service");
+    var mode = builder.SelectUploadServiceMode();
     if (mode == UploadServiceMode.Shared)
     {
-        var uploadService = builder.AddSharedUploadService("upload-service", internalSecret)
+        var uploadService = builder.AddSharedUploadService(UploadServiceExtensions.ServiceName, internalSecret)
             .WithStorage(s3);
         worker.WithEnvironment("CONTAINER_ORIGIN", uploadService.GetEndpoint("http"))
             .WaitFor(uploadService);

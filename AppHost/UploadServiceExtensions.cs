@@ -27,6 +27,9 @@ public static class UploadServiceExtensions
     public const string ModeKey = "UploadService:Mode";
     private const string ModeSwitch = "upload-service";
 
+    /// <summary>The upload service's name: the shared mode's resource, and the subject of the mode's log line.</summary>
+    public const string ServiceName = "upload-service";
+
     public const string InternalSecretVariable = "INTERNAL_SECRET"; // read by the service and the Durable Object
 
     /// <summary>
@@ -35,7 +38,7 @@ public static class UploadServiceExtensions
     /// resolved by the container runtime when it starts (it asks the container engine, which can take seconds),
     /// not while the graph is built, and logged then.
     /// </summary>
-    public static UploadServiceMode SelectUploadServiceMode(this IDistributedApplicationBuilder builder, string name)
+    public static UploadServiceMode SelectUploadServiceMode(this IDistributedApplicationBuilder builder)
     {
         var mode = builder.RequestedUploadServiceMode();
         if (mode == UploadServiceMode.Auto)
@@ -45,14 +48,14 @@ public static class UploadServiceExtensions
         var reason = mode == UploadServiceMode.Container ? $"asked for (container engine: {builder.ContainerEngine()})" : "asked for";
         builder.Eventing.Subscribe<BeforeStartEvent>((e, _) =>
         {
-            LogMode(e.Services.GetRequiredService<ILoggerFactory>(), name, mode, reason);
+            LogMode(e.Services.GetRequiredService<ILoggerFactory>(), mode, reason);
             return Task.CompletedTask;
         });
         return mode;
     }
 
     /// <summary>The line that says how the upload service runs, and why (in the AppHost's console).</summary>
-    internal static void LogMode(ILoggerFactory loggers, string name, UploadServiceMode mode, string reason)
+    internal static void LogMode(ILoggerFactory loggers, UploadServiceMode mode, string reason)
     {
         var how = mode switch
         {
@@ -60,7 +63,7 @@ public static class UploadServiceExtensions
             UploadServiceMode.Shared => "a project shared by all users",
             _ => "a container, one per user",
         };
-        loggers.CreateLogger("Aspire.Hosting.UploadService").LogInformation("{Name} runs as {How}: {Reason}", name, how, reason);
+        loggers.CreateLogger("Aspire.Hosting.UploadService").LogInformation("{Name} runs as {How}: {Reason}", ServiceName, how, reason);
     }
 
     /// <summary>
@@ -87,7 +90,6 @@ public static class UploadServiceExtensions
     public const string StorageKey = "Storage:Provider";
     private const string StorageSwitch = "storage";
     private const string LocalBucket = "uploads";
-    private const string LocalS3Key = S3rver.Account;
 
     /// <summary>
     /// Where files outlive a sleeping container. With <c>s3</c> (the default): s3rver, a local S3-compatible
@@ -143,8 +145,8 @@ public static class UploadServiceExtensions
         return worker
             .WithEnvironment("R2_ENDPOINT", s3.GetEndpoint("http"))
             .WithEnvironment("R2_BUCKET", LocalBucket)
-            .WithEnvironment("R2_ACCESS_KEY_ID", LocalS3Key)
-            .WithEnvironment("R2_SECRET_ACCESS_KEY", LocalS3Key)
+            .WithEnvironment("R2_ACCESS_KEY_ID", S3rver.Account)
+            .WithEnvironment("R2_SECRET_ACCESS_KEY", S3rver.Account)
             .WaitFor(s3);
     }
 
@@ -164,8 +166,8 @@ public static class UploadServiceExtensions
             .WithEnvironment("Storage__Provider", "s3")
             .WithEnvironment("Storage__S3__ServiceUrl", s3.GetEndpoint("http"))
             .WithEnvironment("Storage__S3__Bucket", LocalBucket)
-            .WithEnvironment("Storage__S3__AccessKeyId", LocalS3Key)
-            .WithEnvironment("Storage__S3__SecretAccessKey", LocalS3Key)
+            .WithEnvironment("Storage__S3__AccessKeyId", S3rver.Account)
+            .WithEnvironment("Storage__S3__SecretAccessKey", S3rver.Account)
             .WithEnvironment("Storage__S3__Region", "auto")
             .WaitFor(s3);
         return uploadService;

@@ -82,7 +82,7 @@ public sealed partial class LocalContainerRuntime(
             // `auto`: containers if the engine answers now, else processes of the project.
             var (answers, why) = await candidate.EngineAnswersAsync(EngineProbeTimeout, cancellationToken);
             settings = resource.Settings = settings with { Image = answers ? candidate : null, ImageIfEngineAnswers = false };
-            UploadServiceExtensions.LogMode(loggerFactory, "upload-service", answers ? UploadServiceMode.Container : UploadServiceMode.Project,
+            UploadServiceExtensions.LogMode(loggerFactory, answers ? UploadServiceMode.Container : UploadServiceMode.Project,
                 answers ? $"auto: {why}" : $"auto: no usable container engine ({why}; set ASPIRE_CONTAINER_RUNTIME=podman for podman)");
         }
         MaxInstances = settings.MaxInstances ?? WranglerToml.MaxInstances(settings.WranglerToml, "UserAppContainer");
