@@ -1,3 +1,4 @@
+using Amazon.S3;
 using UploadService.Storage;
 
 namespace Microsoft.Extensions.Hosting;
@@ -22,23 +23,13 @@ public static class StorageExtensions
             StorageRoot(services),
             services.GetService<TimeProvider>(),
             services.GetRequiredService<ILogger<FileSystemFileStore>>()));
-        builder.Services.AddSingleton(services =>
-        {
-            var s3 = services.GetRequiredService<IConfiguration>().GetSection("Storage:S3");
-            return new S3FileStore(
-                new S3StoreOptions
-                {
-                    ServiceUrl = Required(s3, "ServiceUrl"),
-                    Bucket = Required(s3, "Bucket"),
-                    AccessKeyId = Required(s3, "AccessKeyId"),
-                    SecretAccessKey = Required(s3, "SecretAccessKey"),
-                    Region = s3["Region"] is { Length: > 0 } region ? region : "auto",
-                    PartSizeBytes = s3.GetValue("PartSizeBytes", 16L * 1024 * 1024),
-                    ScratchDirectory = Path.Combine(StorageRoot(services), "s3-scratch"),
-                },
-                services.GetService<TimeProvider>(),
-                services.GetRequiredService<ILogger<S3FileStore>>());
-        });
+        builder.Services.AddSingleton(services => S3Options(services));
+        builder.Services.AddSingleton<IAmazonS3>(services => S3FileStore.CreateClient(services.GetRequiredService<S3StoreOptions>()));
+        builder.Services.AddSingleton(services => new S3FileStore(
+            services.GetRequiredService<IAmazonS3>(),
+            services.GetRequiredService<S3StoreOptions>(),
+            services.GetService<TimeProvider>(),
+            services.GetRequiredService<ILogger<S3FileStore>>()));
 
         var provider = builder.Configuration["Storage:Provider"];
         if (string.Equals(provider, "s3", StringComparison.OrdinalIgnoreCase))
@@ -65,6 +56,26 @@ public static class StorageExtensions
         var root = services.GetRequiredService<IConfiguration>()["Storage:Root"];
         var contentRoot = services.GetRequiredService<IHostEnvironment>().ContentRootPath;
         return Path.GetFullPath(string.IsNullOrWhiteSpace(root) ? DefaultRoot : root, contentRoot);
+    }
+
+    /// <summary><c>Storage:S3:*</c>; what is not set keeps the default of <see cref="S3StoreOptions"/>.</summary>
+    private static S3StoreOptions S3Options(IServiceProvider services)
+    {
+        var s3 = services.GetRequiredService<IConfiguration>().GetSection("Storage:S3");
+        var options = new S3StoreOptions
+        {
+            ServiceUrl = Required(s3, "ServiceUrl"),
+            Bucket = Required(s3, "Bucket"),
+            AccessKeyId = Required(s3, "AccessKeyId"),
+            SecretAccessKey = Required(s3, "SecretAccessKey"),
+            ScratchDirectory = Path.Combine(StorageRoot(services), "s3-scratch"),
+        };
+        if (s3["Region"] is { Length: > 0 } region)
+        {
+            options = options with { Region = region };
+        }
+
+        return s3.GetValue<long?>("PartSizeBytes") is { } partSize ? options with { PartSizeBytes = partSize } : options;
     }
 
     private static string Required(IConfigurationSection section, string key) =>

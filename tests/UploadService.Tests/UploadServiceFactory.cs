@@ -28,17 +28,23 @@ public sealed class UploadServiceFactory : WebApplicationFactory<Program>
     private readonly Lazy<HttpClient> _client;
     private readonly Lazy<HttpClient> _unsignedClient;
     private readonly IReadOnlyDictionary<string, string> _settings;
+    private readonly Action<IServiceCollection>? _services;
 
-    public UploadServiceFactory() : this(new Dictionary<string, string>())
+    public UploadServiceFactory() : this(new Dictionary<string, string>(), null)
     {
     }
 
-    /// <summary>With extra configuration (e.g. <c>Tus:Expiration</c>) on top of the defaults.</summary>
-    public static UploadServiceFactory WithSettings(IReadOnlyDictionary<string, string> settings) => new(settings);
+    /// <summary>
+    /// With extra configuration (e.g. <c>Tus:Expiration</c>) on top of the defaults, and services registered
+    /// after the service's own (a replacement wins).
+    /// </summary>
+    public static UploadServiceFactory WithSettings(
+        IReadOnlyDictionary<string, string> settings, Action<IServiceCollection>? services = null) => new(settings, services);
 
-    private UploadServiceFactory(IReadOnlyDictionary<string, string> settings)
+    private UploadServiceFactory(IReadOnlyDictionary<string, string> settings, Action<IServiceCollection>? services)
     {
         _settings = settings;
+        _services = services;
         UseKestrel(kestrel => kestrel.Listen(IPAddress.Loopback, 0));
         _address = new Lazy<Uri>(() =>
         {
@@ -73,7 +79,11 @@ public sealed class UploadServiceFactory : WebApplicationFactory<Program>
     {
         // Program registers the socket read pool, but UseKestrel above registers Kestrel's own pool after
         // Program's services; put ours back on top so the tests' requests read through it too.
-        builder.ConfigureServices(services => services.AddSingleton<IMemoryPoolFactory<byte>, ReceiveBufferPool.Factory>());
+        builder.ConfigureServices(services =>
+        {
+            services.AddSingleton<IMemoryPoolFactory<byte>, ReceiveBufferPool.Factory>();
+            _services?.Invoke(services);
+        });
         return base.CreateHost(builder);
     }
 

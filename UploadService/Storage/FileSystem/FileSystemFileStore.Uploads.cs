@@ -190,15 +190,16 @@ public sealed partial class FileSystemFileStore : IUploadStore
         UserId user, UploadRecord upload, FileName file, string contentType, string? sha256, CancellationToken cancellationToken)
     {
         var (_, bytesPath) = LocateUpload(user, upload.Id);
-        var location = Locate(user, file);
+        var fileKey = FileKey.Of(user, file);
         var contentId = upload.ContentId ?? upload.Id;
         var completed = upload with { Offset = upload.Length ?? upload.Offset, ContentId = contentId, FileName = file.Value };
+        var blobPath = BlobPath(fileKey, contentId);
         var source = bytesPath;
         if (!File.Exists(bytesPath))
         {
             // An earlier completion moved the bytes; the process may have stopped before its record switch.
-            source = location.BlobPath(contentId);
-            var current = ReadRecord(location.MetaPath);
+            source = blobPath;
+            var current = ReadRecord(MetaPath(fileKey));
             if (current?.ContentId == contentId)
             {
                 return (completed, current.ToStoredFile());
@@ -219,8 +220,9 @@ public sealed partial class FileSystemFileStore : IUploadStore
             (_, sha256) = await HashingCopy.CopyAsync(bytes, Stream.Null, long.MaxValue, cancellationToken);
         }
 
-        var stored = await CommitAsync(location, bytesPath,
-            new FileRecord(file.Value, completed.Offset, sha256, contentType, _time.GetUtcNow(), contentId));
+        await using var blob = new StagedBlob(this, null, bytesPath, blobPath, ownsStaged: false);
+        var stored = await CommitAsync(fileKey, blob,
+            new FileRecord(file.Value, completed.Offset, sha256, contentType, Time.GetUtcNow(), contentId), CancellationToken.None);
         return (completed, stored);
     }
 
@@ -264,6 +266,26 @@ public sealed partial class FileSystemFileStore : IUploadStore
         }
 
         return Task.FromResult(removed);
+    }
+
+    /// <summary>The persisted offset of each upload whose bytes file is still there (it may hold more while an append runs).</summary>
+    private protected override Task<long> UnfinishedUploadBytesAsync(string userKey, CancellationToken cancellationToken)
+    {
+        long total = 0;
+        var uploadDirectory = Path.Combine(UploadsDirectory, userKey);
+        if (Directory.Exists(uploadDirectory))
+        {
+            foreach (var statePath in Directory.EnumerateFiles(uploadDirectory, "*.json"))
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                if (ReadUploadState(statePath) is { FileName: null } upload && File.Exists(Path.ChangeExtension(statePath, ".bin")))
+                {
+                    total += upload.Offset;
+                }
+            }
+        }
+
+        return Task.FromResult(total);
     }
 
     /// <summary>
@@ -317,7 +339,7 @@ public sealed partial class FileSystemFileStore : IUploadStore
         return (Path.Combine(directory, id + ".json"), Path.Combine(directory, id + ".bin"));
     }
 
-    private string UserUploadsDirectory(UserId user) => Path.Combine(UploadsDirectory, HexSha256(user.Value));
+    private string UserUploadsDirectory(UserId user) => Path.Combine(UploadsDirectory, UserKey(user));
 
     private void WriteUploadState(string path, UploadRecord upload, bool durable = true) =>
         WriteJsonAtomically(path, upload, UploadRecordJson.Default.UploadRecord, durable);

@@ -116,8 +116,8 @@ public sealed partial class S3FileStore : IUploadStore
         }
 
         // The upload's id is the blob's content id: a completion repeated after a crash commits the same blob.
-        var stored = await CommitAsync(Locate(user, file),
-            new FileRecord(file.Value, upload.Offset, sha256, contentType, _time.GetUtcNow(), upload.Id), cancellationToken);
+        var stored = await CommitAsync(FileKey.Of(user, file), new PublishedBlob(),
+            new FileRecord(file.Value, upload.Offset, sha256, contentType, Time.GetUtcNow(), upload.Id), cancellationToken);
         var completed = upload with { FileName = stored.Name, ContentId = upload.Id };
         await WriteStateAsync(keys, state with { Record = completed }, CancellationToken.None);
         return (completed, stored);
@@ -198,17 +198,11 @@ public sealed partial class S3FileStore : IUploadStore
         return removed;
     }
 
-    public async Task<long> GetUsageAsync(UserId user, CancellationToken cancellationToken)
+    /// <summary>Unfinished uploads count their persisted offset from their state (their parts are not objects yet).</summary>
+    private protected override async Task<long> UnfinishedUploadBytesAsync(string userKey, CancellationToken cancellationToken)
     {
-        // Blob sizes come with the listing (no object is read); unfinished uploads count their persisted
-        // offset from their state (their parts are not objects yet). Finished bytes are a blob already.
         long total = 0;
-        await foreach (var entry in ListObjectsAsync(UserPrefix(user) + "blobs/", cancellationToken))
-        {
-            total += entry.Size ?? 0;
-        }
-
-        await foreach (var entry in ListObjectsAsync(UploadsPrefix + HexSha256(user.Value) + "/", cancellationToken))
+        await foreach (var entry in ListObjectsAsync(UploadsPrefix + userKey + "/", cancellationToken))
         {
             if (entry.Key.EndsWith("/state", StringComparison.Ordinal)
                 && await ReadStateAsync(entry.Key, cancellationToken) is { BytesFinished: false, Record.FileName: null } state)
@@ -329,8 +323,8 @@ public sealed partial class S3FileStore : IUploadStore
             throw new ArgumentException("Not an upload id.", nameof(id));
         }
 
-        var prefix = UploadsPrefix + HexSha256(user.Value) + "/" + id + "/";
-        return new UploadKeys(prefix, new Location(UserPrefix(user), "").BlobKey(id));
+        var prefix = UploadsPrefix + UserKey(user) + "/" + id + "/";
+        return new UploadKeys(prefix, BlobKey(UserKey(user), id));
     }
 
     private Task WriteStateAsync(UploadKeys keys, UploadState state, CancellationToken cancellationToken) =>

@@ -1,0 +1,277 @@
+using System.Security.Cryptography;
+using System.Text;
+using Microsoft.Extensions.Logging.Abstractions;
+using UploadService.Security;
+
+namespace UploadService.Storage;
+
+/// <summary>
+/// The file store's algorithm, written once for every backend: a save streams the bytes into a new blob
+/// (never overwritten, named by a fresh content id), makes them durable, and only then switches the name's
+/// record to it; the previous version's blob is deleted after that switch. Readers therefore see the old
+/// file or the new one, never a mix; a failed save leaves the previous version untouched. The record
+/// switch and a delete are serialized per name by an in-process gate (one process owns a store: one
+/// container per user); bytes stream outside it. No client string ever becomes part of a path or key:
+/// users and names are addressed by their SHA-256 (<see cref="FileKey"/>).
+/// <para>
+/// A backend (<see cref="FileSystemFileStore"/>, <see cref="S3FileStore"/>) implements only the primitives
+/// below: records (read, stage and switch, delete, read all of a user's), blobs (write, open, delete, total
+/// size) and the bytes of unfinished uploads.
+/// </para>
+/// </summary>
+public abstract partial class FileStore : IFileStore
+{
+    private const int GateCount = 64;
+    private const int OpenAttempts = 3;
+
+    private readonly SemaphoreSlim[] _gates =
+        Enumerable.Range(0, GateCount).Select(_ => new SemaphoreSlim(1, 1)).ToArray();
+
+    private protected readonly TimeProvider Time;
+    private protected readonly ILogger Logger;
+
+    private protected FileStore(TimeProvider? time, ILogger? logger)
+    {
+        Time = time ?? TimeProvider.System;
+        Logger = logger ?? NullLogger.Instance;
+    }
+
+    public async Task<StoredFile> SaveAsync(
+        UserId user, FileName name, Stream content, string contentType, long maxBytes, CancellationToken cancellationToken)
+    {
+        var file = FileKey.Of(user, name);
+        var contentId = NewContentId();
+        await using var blob = await CreateBlobAsync(file, contentId, cancellationToken);
+        var (size, sha256) = await HashingCopy.CopyAsync(content, blob.Destination, maxBytes, cancellationToken);
+        return await CommitAsync(file, blob, new FileRecord(name.Value, size, sha256, contentType, Time.GetUtcNow(), contentId), cancellationToken);
+    }
+
+    /// <summary>
+    /// Makes <paramref name="blob"/>'s bytes durable and the current version of the file: the new record is
+    /// staged while the bytes are published, then switched in under the name's gate, and the previous
+    /// version's blob is deleted. Once the bytes are published the switch is not abandoned halfway; when it
+    /// fails, the blob is taken back (<see cref="PendingBlob.RetractAsync"/>).
+    /// </summary>
+    private protected async Task<StoredFile> CommitAsync(FileKey file, PendingBlob blob, FileRecord record, CancellationToken cancellationToken)
+    {
+        var staging = StageRecordAsync(file, record);
+        PendingRecord? staged = null;
+        try
+        {
+            await blob.PublishAsync(cancellationToken);
+            try
+            {
+                staged = await staging;
+            }
+            catch
+            {
+                await blob.RetractAsync();
+                throw;
+            }
+
+            FileRecord? previous;
+            var gate = GateFor(file);
+            await gate.WaitAsync(CancellationToken.None);
+            try
+            {
+                previous = await ReadRecordAsync(file, CancellationToken.None);
+                await staged.SwitchAsync();
+            }
+            catch
+            {
+                await blob.RetractAsync();
+                throw;
+            }
+            finally
+            {
+                gate.Release();
+            }
+
+            if (previous is not null && previous.ContentId != record.ContentId)
+            {
+                await DeleteBlobAsync(file, previous.ContentId);
+            }
+
+            return record.ToStoredFile();
+        }
+        finally
+        {
+            staged ??= await staging.ContinueWith(
+                task => task.IsCompletedSuccessfully ? task.Result : null, TaskScheduler.Default);
+            if (staged is not null)
+            {
+                await staged.DisposeAsync(); // removes what was staged when it was not switched in
+            }
+        }
+    }
+
+    public async Task<FileContent?> OpenReadAsync(UserId user, FileName name, CancellationToken cancellationToken)
+    {
+        var file = FileKey.Of(user, name);
+        // A concurrent replace or delete may remove the blob between reading the record and opening the
+        // blob; reading the record again then finds the new version (or none).
+        for (var attempt = 0; attempt < OpenAttempts; attempt++)
+        {
+            var record = await ReadRecordAsync(file, cancellationToken);
+            if (record is null)
+            {
+                return null;
+            }
+
+            if (OpenBlob(file, record) is { } content)
+            {
+                return new FileContent(record.ToStoredFile(), content);
+            }
+        }
+
+        return null;
+    }
+
+    public async Task<bool> DeleteAsync(UserId user, FileName name, CancellationToken cancellationToken)
+    {
+        var file = FileKey.Of(user, name);
+        FileRecord? record;
+        var gate = GateFor(file);
+        await gate.WaitAsync(cancellationToken);
+        try
+        {
+            record = await ReadRecordAsync(file, cancellationToken);
+            if (record is null)
+            {
+                return false;
+            }
+
+            await DeleteRecordAsync(file, cancellationToken);
+        }
+        finally
+        {
+            gate.Release();
+        }
+
+        await DeleteBlobAsync(file, record.ContentId);
+        return true;
+    }
+
+    public async Task<FileListing> ListAsync(
+        UserId user, string prefix, int limit, string? startAfter, CancellationToken cancellationToken)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(limit, 1);
+        // Keys are hashes, so no backend can filter or sort by name: every record of the user is read. Fine
+        // for one user's files; a per-user index would make this one read.
+        var matches = new List<StoredFile>();
+        await foreach (var record in ReadRecordsAsync(UserKey(user), cancellationToken))
+        {
+            if (record.Name.StartsWith(prefix, StringComparison.Ordinal)
+                && (startAfter is null || string.CompareOrdinal(record.Name, startAfter) > 0))
+            {
+                matches.Add(record.ToStoredFile());
+            }
+        }
+
+        matches.Sort((a, b) => string.CompareOrdinal(a.Name, b.Name));
+        if (matches.Count <= limit)
+        {
+            return new FileListing(matches, null);
+        }
+
+        var page = matches.GetRange(0, limit);
+        return new FileListing(page, page[^1].Name);
+    }
+
+    /// <summary>
+    /// Blob sizes (from the backend's listing; no record is read) plus the persisted offset of each unfinished
+    /// upload: a finished upload's bytes are a blob already, and bytes an append is still writing are the
+    /// quota's business (in flight).
+    /// </summary>
+    public async Task<long> GetUsageAsync(UserId user, CancellationToken cancellationToken)
+    {
+        var userKey = UserKey(user);
+        return await BlobBytesAsync(userKey, cancellationToken) + await UnfinishedUploadBytesAsync(userKey, cancellationToken);
+    }
+
+    // ---- The backend's primitives ----
+
+    /// <summary>The name's record, or null when there is none (or it is unreadable: logged).</summary>
+    private protected abstract Task<FileRecord?> ReadRecordAsync(FileKey file, CancellationToken cancellationToken);
+
+    /// <summary>Writes <paramref name="record"/> where readers cannot see it yet (durably, where that matters).</summary>
+    private protected abstract Task<PendingRecord> StageRecordAsync(FileKey file, FileRecord record);
+
+    private protected abstract Task DeleteRecordAsync(FileKey file, CancellationToken cancellationToken);
+
+    /// <summary>Every readable record of the user, in no particular order.</summary>
+    private protected abstract IAsyncEnumerable<FileRecord> ReadRecordsAsync(string userKey, CancellationToken cancellationToken);
+
+    /// <summary>A new blob for <paramref name="contentId"/>, to be written and then published or disposed.</summary>
+    private protected abstract Task<PendingBlob> CreateBlobAsync(FileKey file, string contentId, CancellationToken cancellationToken);
+
+    /// <summary>The blob <paramref name="record"/> points at, seekable; null when it is gone (replaced meanwhile).</summary>
+    private protected abstract Stream? OpenBlob(FileKey file, FileRecord record);
+
+    /// <summary>Removes a blob; a failure is logged, not thrown (what is left is an orphan).</summary>
+    private protected abstract Task DeleteBlobAsync(FileKey file, string contentId);
+
+    /// <summary>The total size of the user's blobs.</summary>
+    private protected abstract Task<long> BlobBytesAsync(string userKey, CancellationToken cancellationToken);
+
+    /// <summary>The persisted bytes of the user's uploads that are not a blob yet.</summary>
+    private protected abstract Task<long> UnfinishedUploadBytesAsync(string userKey, CancellationToken cancellationToken);
+
+    // ---- Shared by the backends ----
+
+    private protected static string NewContentId() => Guid.NewGuid().ToString("N");
+
+    private protected static string UserKey(UserId user) => HexSha256(user.Value);
+
+    private protected static string HexSha256(string value) =>
+        Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(value)));
+
+    private SemaphoreSlim GateFor(FileKey file) =>
+        _gates[(uint)HashCode.Combine(file.UserKey, file.NameKey) % GateCount];
+
+    /// <summary>Where a file lives in any backend: the SHA-256 of its user and of its name.</summary>
+    private protected readonly record struct FileKey(string UserKey, string NameKey)
+    {
+        public static FileKey Of(UserId user, FileName name) => new(FileStore.UserKey(user), HexSha256(name.Value));
+    }
+
+    /// <summary>A record written beside the current one; <see cref="SwitchAsync"/> makes it current, disposing removes it unless switched.</summary>
+    private protected abstract class PendingRecord : IAsyncDisposable
+    {
+        public abstract Task SwitchAsync();
+
+        public abstract ValueTask DisposeAsync();
+    }
+
+    /// <summary>
+    /// The bytes of a new version: written through <see cref="Destination"/>, made durable under their content
+    /// id by <see cref="PublishAsync"/>, taken back by <see cref="RetractAsync"/> when the record switch
+    /// fails; disposing removes whatever was not published.
+    /// </summary>
+    private protected abstract class PendingBlob : IAsyncDisposable
+    {
+        public abstract Stream Destination { get; }
+
+        public abstract Task PublishAsync(CancellationToken cancellationToken);
+
+        public abstract Task RetractAsync();
+
+        public abstract ValueTask DisposeAsync();
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Unreadable record {Location} ignored")]
+    private protected partial void LogUnreadableRecord(Exception exception, string location);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Could not delete {Location}")]
+    private protected partial void LogDeleteFailed(Exception exception, string location);
+}
+
+/// <summary>A file's record, as every backend stores it: the public description plus the current blob's id.</summary>
+internal sealed record FileRecord(
+    string Name, long Size, string Sha256, string ContentType, DateTimeOffset CreatedAt, string ContentId)
+{
+    public StoredFile ToStoredFile() => new(Name, Size, Sha256, ContentType, CreatedAt);
+}
+
+[System.Text.Json.Serialization.JsonSerializable(typeof(FileRecord))]
+internal sealed partial class FileRecordJson : System.Text.Json.Serialization.JsonSerializerContext;

@@ -1,0 +1,229 @@
+using System.Net;
+using System.Runtime.CompilerServices;
+using System.Text.Json;
+using System.Text.Json.Serialization.Metadata;
+using Amazon.Runtime;
+using Amazon.S3;
+using Amazon.S3.Model;
+
+namespace UploadService.Storage;
+
+/// <summary>
+/// Stores files in one bucket of an S3-compatible object store (Cloudflare R2 in production), laid out as
+/// the filesystem store lays out its root, so that no client string ever becomes part of a key:
+/// <code>
+/// users/{sha256(userId)}/files/{sha256(name)}               the record (JSON): name, size, sha256, type, time, contentId
+/// users/{sha256(userId)}/blobs/{contentId}                 the bytes of one version, never overwritten
+/// uploads/{sha256(userId)}/{uploadId}/...                   unfinished tus uploads (see S3FileStore.Uploads.cs)
+/// </code>
+/// A save streams the body through the one hashing copy loop into a local scratch file of at most one
+/// part (<see cref="S3StoreOptions.PartSizeBytes"/>, equal parts except the last, as R2 requires); each
+/// full part is uploaded as a part of a multipart upload, a body smaller than one part as a single PUT.
+/// Only when the bytes are complete is the record PUT (a single PUT is atomic in S3 and R2), and the
+/// previous version's blob is deleted after that switch: readers see the old file or the new one, and a
+/// failed save aborts its multipart upload and leaves the previous version untouched. Everything the
+/// service needs lives in the bucket, so a container with an empty disk serves every file.
+/// </summary>
+public sealed partial class S3FileStore : FileStore, IDisposable
+{
+    private const int ListConcurrency = 8;
+
+    private readonly IAmazonS3 _s3;
+    private readonly S3StoreOptions _options;
+
+    public S3FileStore(S3StoreOptions options, TimeProvider? time = null, ILogger<S3FileStore>? logger = null)
+        : this(CreateClient(options), options, time, logger)
+    {
+    }
+
+    /// <summary>A store that sends its requests through <paramref name="s3"/> (configured as <see cref="ClientConfig"/> says), which it disposes.</summary>
+    public S3FileStore(IAmazonS3 s3, S3StoreOptions options, TimeProvider? time = null, ILogger<S3FileStore>? logger = null)
+        : base(time, logger)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.PartSizeBytes, S3StoreOptions.MinPartSizeBytes);
+        _options = options;
+        _s3 = s3;
+        Directory.CreateDirectory(options.ScratchDirectory);
+        // One process owns its scratch folder: what is there is left from a previous run's parts in flight.
+        foreach (var stale in Directory.EnumerateFiles(options.ScratchDirectory, "*.part"))
+        {
+            File.Delete(stale);
+        }
+    }
+
+    public static AmazonS3Client CreateClient(S3StoreOptions options) =>
+        new(new BasicAWSCredentials(options.AccessKeyId, options.SecretAccessKey), ClientConfig(options));
+
+    /// <summary>
+    /// The SDK settings an S3-compatible endpoint (R2) needs. SDK v4 defaults to computing a CRC32
+    /// checksum for every upload and sending it as an aws-chunked trailer, and to validating response
+    /// checksums: R2 rejects some of those trailers and headers, so checksums are calculated and validated
+    /// only when an operation requires them. Bodies are sent with a plain signed payload (never
+    /// aws-chunked), path-style addressing (<c>{endpoint}/{bucket}/{key}</c>), and the region signed
+    /// into requests is the configured one (<c>auto</c> for R2).
+    /// </summary>
+    public static AmazonS3Config ClientConfig(S3StoreOptions options) => new()
+    {
+        ServiceURL = options.ServiceUrl,
+        AuthenticationRegion = options.Region,
+        ForcePathStyle = true,
+        RequestChecksumCalculation = RequestChecksumCalculation.WHEN_REQUIRED,
+        ResponseChecksumValidation = ResponseChecksumValidation.WHEN_REQUIRED,
+    };
+
+    public void Dispose() => _s3.Dispose();
+
+    private protected override Task<FileRecord?> ReadRecordAsync(FileKey file, CancellationToken cancellationToken) =>
+        ReadJsonAsync(RecordKey(file), FileRecordJson.Default.FileRecord, cancellationToken);
+
+    /// <summary>Serialized only: the switch is one PUT (atomic in S3 and R2).</summary>
+    private protected override Task<PendingRecord> StageRecordAsync(FileKey file, FileRecord record) =>
+        Task.FromResult<PendingRecord>(new RecordPut(this, RecordKey(file), JsonSerializer.Serialize(record, FileRecordJson.Default.FileRecord)));
+
+    private protected override Task DeleteRecordAsync(FileKey file, CancellationToken cancellationToken) =>
+        _s3.DeleteObjectAsync(_options.Bucket, RecordKey(file), cancellationToken);
+
+    private protected override async IAsyncEnumerable<FileRecord> ReadRecordsAsync(
+        string userKey, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        var keys = new List<string>();
+        await foreach (var entry in ListObjectsAsync(UserPrefix(userKey) + "files/", cancellationToken))
+        {
+            keys.Add(entry.Key);
+        }
+
+        var records = new FileRecord?[keys.Count];
+        await Parallel.ForEachAsync(
+            Enumerable.Range(0, keys.Count),
+            new ParallelOptions { MaxDegreeOfParallelism = ListConcurrency, CancellationToken = cancellationToken },
+            async (index, token) => records[index] = await ReadJsonAsync(keys[index], FileRecordJson.Default.FileRecord, token));
+        foreach (var record in records)
+        {
+            if (record is not null)
+            {
+                yield return record;
+            }
+        }
+    }
+
+    /// <summary>A multipart upload to the blob's key (a single PUT when the bytes fit in one part).</summary>
+    private protected override Task<PendingBlob> CreateBlobAsync(FileKey file, string contentId, CancellationToken cancellationToken) =>
+        Task.FromResult<PendingBlob>(new BlobUpload(this, new PartUploader(this, BlobKey(file.UserKey, contentId))));
+
+    private protected override Stream? OpenBlob(FileKey file, FileRecord record) =>
+        new RangedObjectStream(_s3, _options.Bucket, BlobKey(file.UserKey, record.ContentId), record.Size);
+
+    private protected override Task DeleteBlobAsync(FileKey file, string contentId) => TryDeleteAsync(BlobKey(file.UserKey, contentId));
+
+    /// <summary>Blob sizes come with the listing; no object is read.</summary>
+    private protected override async Task<long> BlobBytesAsync(string userKey, CancellationToken cancellationToken)
+    {
+        long total = 0;
+        await foreach (var entry in ListObjectsAsync(UserPrefix(userKey) + "blobs/", cancellationToken))
+        {
+            total += entry.Size ?? 0;
+        }
+
+        return total;
+    }
+
+    /// <summary>A JSON object of the store (a file record, an upload state); null when absent or unreadable.</summary>
+    private async Task<T?> ReadJsonAsync<T>(string key, JsonTypeInfo<T> typeInfo, CancellationToken cancellationToken) where T : class
+    {
+        try
+        {
+            using var response = await _s3.GetObjectAsync(_options.Bucket, key, cancellationToken);
+            return await JsonSerializer.DeserializeAsync(response.ResponseStream, typeInfo, cancellationToken);
+        }
+        catch (AmazonS3Exception ex) when (ex.StatusCode == HttpStatusCode.NotFound)
+        {
+            return null;
+        }
+        catch (JsonException ex)
+        {
+            LogUnreadableRecord(ex, key);
+            return null;
+        }
+    }
+
+    private Task WriteJsonAsync<T>(string key, T value, JsonTypeInfo<T> typeInfo, CancellationToken cancellationToken) =>
+        PutJsonAsync(key, JsonSerializer.Serialize(value, typeInfo), cancellationToken);
+
+    private Task PutJsonAsync(string key, string json, CancellationToken cancellationToken) =>
+        _s3.PutObjectAsync(new PutObjectRequest
+        {
+            BucketName = _options.Bucket,
+            Key = key,
+            ContentBody = json,
+            ContentType = "application/json",
+            UseChunkEncoding = false,
+        }, cancellationToken);
+
+    /// <summary>Every object under <paramref name="prefix"/>, page by page.</summary>
+    private async IAsyncEnumerable<S3Object> ListObjectsAsync(
+        string prefix, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        var request = new ListObjectsV2Request { BucketName = _options.Bucket, Prefix = prefix };
+        do
+        {
+            var page = await _s3.ListObjectsV2Async(request, cancellationToken);
+            foreach (var entry in page.S3Objects ?? [])
+            {
+                yield return entry;
+            }
+
+            request.ContinuationToken = page.IsTruncated == true ? page.NextContinuationToken : null;
+        }
+        while (request.ContinuationToken is not null);
+    }
+
+    private async Task TryDeleteAsync(string key)
+    {
+        try
+        {
+            await _s3.DeleteObjectAsync(_options.Bucket, key, CancellationToken.None);
+        }
+        catch (AmazonServiceException ex)
+        {
+            LogDeleteFailed(ex, key);
+        }
+    }
+
+    private static string UserPrefix(string userKey) => "users/" + userKey + "/";
+
+    private static string RecordKey(FileKey file) => UserPrefix(file.UserKey) + "files/" + file.NameKey;
+
+    // Content ids are fresh GUIDs (or a tus upload's id), so a blob key is never reused.
+    private static string BlobKey(string userKey, string contentId) => UserPrefix(userKey) + "blobs/" + contentId;
+
+    private sealed class RecordPut(S3FileStore store, string key, string json) : PendingRecord
+    {
+        public override Task SwitchAsync() => store.PutJsonAsync(key, json, CancellationToken.None);
+
+        public override ValueTask DisposeAsync() => ValueTask.CompletedTask;
+    }
+
+    /// <summary>A save's bytes: published by completing the upload; a failed switch deletes the new blob.</summary>
+    private sealed class BlobUpload(S3FileStore store, PartUploader uploader) : PendingBlob
+    {
+        public override Stream Destination => uploader;
+
+        public override Task PublishAsync(CancellationToken cancellationToken) => uploader.CompleteAsync(cancellationToken);
+
+        public override Task RetractAsync() => store.TryDeleteAsync(uploader.Key);
+
+        public override ValueTask DisposeAsync() => uploader.DisposeAsync();
+    }
+
+    /// <summary>A tus upload's bytes, one object already: nothing to publish, and they stay when the switch fails (the upload retries).</summary>
+    private sealed class PublishedBlob : PendingBlob
+    {
+        public override Stream Destination => throw new InvalidOperationException("These bytes are written already.");
+
+        public override Task PublishAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+        public override Task RetractAsync() => Task.CompletedTask;
+
+        public override ValueTask DisposeAsync() => ValueTask.CompletedTask;
+    }
+}
