@@ -6,8 +6,9 @@ namespace UploadService.Apis;
 
 /// <summary>
 /// Storage failures are never a bare 500; the stores have already removed what the failed write staged, so
-/// nothing partial is visible, and a tus client resumes from HEAD's offset. The exception is logged (by the
-/// exception-handler middleware) for the operator.
+/// nothing partial is visible, and a tus client resumes from HEAD's offset. The exception is logged here for
+/// the operator: since .NET 10 the exception-handler middleware records nothing for an exception a handler
+/// has handled.
 /// <list type="bullet">
 /// <item>A full disk (or filesystem quota), wherever it strikes (the bytes, a record, a tus state): 507
 /// Insufficient Storage. Reads keep working: they need no space.</item>
@@ -15,7 +16,7 @@ namespace UploadService.Apis;
 /// 503 Service Unavailable with Retry-After.</item>
 /// </list>
 /// </summary>
-public sealed class StorageFailureHandler(IProblemDetailsService problems) : IExceptionHandler
+public sealed partial class StorageFailureHandler(IProblemDetailsService problems, ILogger<StorageFailureHandler> logger) : IExceptionHandler
 {
     private const int RetryAfterSeconds = 5;
 
@@ -39,6 +40,7 @@ public sealed class StorageFailureHandler(IProblemDetailsService problems) : IEx
             return false;
         }
 
+        LogStorageFailure(exception, context.Request.Method, context.Request.Path.ToString(), problem.Status);
         context.Response.StatusCode = problem.Status;
         return await problems.TryWriteAsync(new ProblemDetailsContext
         {
@@ -47,4 +49,7 @@ public sealed class StorageFailureHandler(IProblemDetailsService problems) : IEx
             ProblemDetails = { Status = problem.Status, Title = problem.Title, Detail = problem.Detail },
         });
     }
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Storage failed during {Method} {Path}; answered {Status}")]
+    private partial void LogStorageFailure(Exception exception, string method, string path, int status);
 }

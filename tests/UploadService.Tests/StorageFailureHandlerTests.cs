@@ -2,6 +2,8 @@ using System.Net;
 using Amazon.Runtime;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Testing;
 using UploadService.Apis;
 
 namespace UploadService.Tests;
@@ -34,18 +36,37 @@ public sealed class StorageFailureHandlerTests
     }
 
     [Fact]
+    public async Task A_handled_storage_failure_is_logged_with_its_exception()
+    {
+        // The exception-handler middleware records nothing for an exception a handler handled (.NET 10).
+        var (handler, context, _) = Arrange();
+        context.Request.Method = "PUT";
+        context.Request.Path = "/files/a.bin";
+        var failure = new HttpRequestException("Connection refused");
+
+        await handler.TryHandleAsync(context, failure, CancellationToken.None);
+
+        var logged = Assert.Single(_logs.Collector.GetSnapshot());
+        Assert.Equal(LogLevel.Error, logged.Level);
+        Assert.Same(failure, logged.Exception);
+        Assert.Contains("PUT /files/a.bin", logged.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Other_failures_are_left_to_the_other_handlers()
     {
         var (handler, context, _) = Arrange();
         Assert.False(await handler.TryHandleAsync(context, new InvalidOperationException("a bug"), CancellationToken.None));
     }
 
-    private static (StorageFailureHandler, HttpContext, MemoryStream) Arrange()
+    private readonly FakeLogger<StorageFailureHandler> _logs = new();
+
+    private (StorageFailureHandler, HttpContext, MemoryStream) Arrange()
     {
         var services = new ServiceCollection().AddLogging().AddProblemDetails().BuildServiceProvider();
         var body = new MemoryStream();
         var context = new DefaultHttpContext { RequestServices = services, Response = { Body = body } };
         context.Request.Headers.Accept = "application/json";
-        return (new StorageFailureHandler(services.GetRequiredService<Microsoft.AspNetCore.Http.IProblemDetailsService>()), context, body);
+        return (new StorageFailureHandler(services.GetRequiredService<Microsoft.AspNetCore.Http.IProblemDetailsService>(), _logs), context, body);
     }
 }
