@@ -2,7 +2,9 @@ using Microsoft.AspNetCore.Connections;
 using UploadService.Apis;
 using UploadService.Hosting;
 using UploadService.Security;
+using UploadService.Storage;
 using UploadService.Telemetry;
+using UploadService.Tus;
 
 var builder = WebApplication.CreateSlimBuilder(args);
 
@@ -11,6 +13,7 @@ builder.Services.AddSingleton<IMemoryPoolFactory<byte>, ReceiveBufferPool.Factor
 builder.Services.AddProblemDetails();
 HttpJson.AddTo(builder.Services);
 builder.AddInternalSignature();
+builder.Services.AddExceptionHandler<BadRequestHandler>();
 builder.Services.AddExceptionHandler<StorageFailureHandler>();
 builder.AddFileStore();
 builder.AddUploadLimits();
@@ -27,7 +30,6 @@ app.UseTus(); // before routing: X-HTTP-Method-Override picks the endpoint
 app.UseRouting();
 
 app.MapDefaultEndpoints();
-app.MapRootApi();
 app.MapFilesApi();
 app.MapTusApi();
 

@@ -5,6 +5,7 @@ using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.WebUtilities;
 using Microsoft.Extensions.Options;
 using Microsoft.Net.Http.Headers;
+using UploadService.Domain;
 using UploadService.Security;
 using UploadService.Storage;
 using UploadService.Telemetry;
@@ -44,11 +45,10 @@ public static class FilesApi
 
     /// <summary>PUT /files/{name}: the raw body becomes the file, replacing any previous version atomically.</summary>
     public static async Task<Results<Created<StoredFile>, ProblemHttpResult>> PutFile(
-        string? name, HttpRequest request, IFileStore store, IOptions<UploadOptions> options, UserQuota quota,
+        string? name, UserId user, HttpRequest request, IFileStore store, IOptions<UploadOptions> options, UserQuota quota,
         CancellationToken cancellationToken)
     {
-        if (!TryGetUser(request, out var user, out var problem)
-            || !TryGetName(name, out var fileName, out problem)
+        if (!TryGetName(name, out var fileName, out var problem)
             || !TryGetContentType(request.ContentType, out var contentType, out problem))
         {
             return problem;
@@ -70,7 +70,7 @@ public static class FilesApi
         {
             var stored = await store.SaveAsync(user, fileName, lease.Wrap(request.Body), contentType, maxBytes, cancellationToken);
             lease.Keep(stored.Size);
-            return TypedResults.Created(FileLocation(fileName), stored);
+            return TypedResults.Created(Url(fileName), stored);
         }
         catch (Exception ex) when (ex is FileTooLargeException or UploadContentException or QuotaExceededException)
         {
@@ -84,14 +84,9 @@ public static class FilesApi
     /// parts committed before it stay (the problem lists them under <c>stored</c>).
     /// </summary>
     public static async Task<Results<Created<UploadedFiles>, ProblemHttpResult>> PostFiles(
-        string? prefix, HttpRequest request, IFileStore store, IOptions<UploadOptions> options, UserQuota quota,
+        string? prefix, UserId user, HttpRequest request, IFileStore store, IOptions<UploadOptions> options, UserQuota quota,
         CancellationToken cancellationToken)
     {
-        if (!TryGetUser(request, out var user, out var problem))
-        {
-            return problem;
-        }
-
         if (!MediaTypeHeaderValue.TryParse(request.ContentType, out var mediaType)
             || !string.Equals(mediaType.MediaType.Value, "multipart/form-data", StringComparison.OrdinalIgnoreCase))
         {
@@ -165,7 +160,7 @@ public static class FilesApi
                 return Problem(StatusCodes.Status400BadRequest, $"Invalid file name '{partName}': {nameError}", stored);
             }
 
-            if (!TryGetContentType(section.ContentType, out var contentType, out problem))
+            if (!TryGetContentType(section.ContentType, out var contentType, out var problem))
             {
                 return Problem(StatusCodes.Status400BadRequest, problem.ProblemDetails.Detail!, stored);
             }
@@ -193,13 +188,8 @@ public static class FilesApi
 
     /// <summary>GET /files?prefix=&amp;limit=&amp;cursor=: one page of the user's files, sorted by name.</summary>
     public static async Task<Results<Ok<FileList>, ProblemHttpResult>> ListFiles(
-        string? prefix, string? limit, string? cursor, HttpRequest request, IFileStore store, CancellationToken cancellationToken)
+        string? prefix, string? limit, string? cursor, UserId user, IFileStore store, CancellationToken cancellationToken)
     {
-        if (!TryGetUser(request, out var user, out var problem))
-        {
-            return problem;
-        }
-
         prefix ??= "";
         if (prefix.Any(char.IsControl) || Encoding.UTF8.GetByteCount(prefix) > FileName.MaxBytes)
         {
@@ -229,9 +219,9 @@ public static class FilesApi
     /// file result; the strong ETag is the quoted SHA-256.
     /// </summary>
     public static async Task<Results<FileStreamHttpResult, ProblemHttpResult>> GetFile(
-        string? name, HttpRequest request, HttpResponse response, IFileStore store, CancellationToken cancellationToken)
+        string? name, UserId user, HttpRequest request, HttpResponse response, IFileStore store, CancellationToken cancellationToken)
     {
-        if (!TryGetUser(request, out var user, out var problem) || !TryGetName(name, out var fileName, out problem))
+        if (!TryGetName(name, out var fileName, out var problem))
         {
             return problem;
         }
@@ -271,9 +261,9 @@ public static class FilesApi
 
     /// <summary>DELETE /files/{name}.</summary>
     public static async Task<Results<NoContent, ProblemHttpResult>> DeleteFile(
-        string? name, HttpRequest request, IFileStore store, CancellationToken cancellationToken)
+        string? name, UserId user, IFileStore store, CancellationToken cancellationToken)
     {
-        if (!TryGetUser(request, out var user, out var problem) || !TryGetName(name, out var fileName, out problem))
+        if (!TryGetName(name, out var fileName, out var problem))
         {
             return problem;
         }
@@ -281,26 +271,6 @@ public static class FilesApi
         return await store.DeleteAsync(user, fileName, cancellationToken)
             ? TypedResults.NoContent()
             : NotFound(fileName);
-    }
-
-    internal static bool TryGetUser(HttpRequest request, out UserId user, out ProblemHttpResult problem)
-    {
-        var values = request.Headers[UserId.HeaderName];
-        string? error;
-        if (values.Count > 1)
-        {
-            error = $"The {UserId.HeaderName} header must appear once.";
-        }
-        else if (UserId.TryParse(values.ToString(), out var parsed, out error))
-        {
-            user = parsed;
-            problem = null!;
-            return true;
-        }
-
-        user = null!;
-        problem = Problem(StatusCodes.Status400BadRequest, error);
-        return false;
     }
 
     private static bool TryGetName(string? name, out FileName fileName, out ProblemHttpResult problem)
@@ -355,7 +325,8 @@ public static class FilesApi
         return FileName.TryParse(startAfter, out _, out _);
     }
 
-    private static string FileLocation(FileName name) =>
+    /// <summary>A file's URL path (each segment escaped); the one place that builds it.</summary>
+    public static string Url(FileName name) =>
         "/files/" + string.Join('/', name.Value.Split(FileName.Separator).Select(Uri.EscapeDataString));
 
     private static ProblemHttpResult UploadFailed(Exception exception, long maxBytes, UserQuota quota) => exception switch

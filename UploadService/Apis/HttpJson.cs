@@ -13,7 +13,6 @@ namespace UploadService.Apis;
 [JsonSerializable(typeof(StoredFile))]
 [JsonSerializable(typeof(FilesApi.FileList))]
 [JsonSerializable(typeof(FilesApi.UploadedFiles))]
-[JsonSerializable(typeof(RootApi.ServiceInfo))]
 internal sealed partial class HttpJson : JsonSerializerContext
 {
     public static void AddTo(IServiceCollection services) =>

@@ -1,5 +1,6 @@
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Options;
+using UploadService.Storage;
 
 namespace UploadService.Apis;
 

@@ -1,7 +1,7 @@
 using System.Security.Cryptography;
 using System.Text;
 using Microsoft.Extensions.Logging.Abstractions;
-using UploadService.Security;
+using UploadService.Domain;
 
 namespace UploadService.Storage;
 
@@ -19,7 +19,7 @@ namespace UploadService.Storage;
 /// size) and the bytes of unfinished uploads.
 /// </para>
 /// </summary>
-public abstract partial class FileStore : IFileStore
+public abstract partial class FileStore : IFileStore, ITusStore
 {
     private const int GateCount = 64;
     private const int OpenAttempts = 3;
@@ -36,10 +36,17 @@ public abstract partial class FileStore : IFileStore
         Logger = logger ?? NullLogger.Instance;
     }
 
+    /// <summary>
+    /// Readies the store's local state before the first request (a hosted service calls it at start-up; a
+    /// constructor does no I/O): the filesystem store recovers from a crash, the s3 store clears its scratch
+    /// folder. One process owns a store, so what a previous run left in flight is garbage.
+    /// </summary>
+    public abstract void Open();
+
     public async Task<StoredFile> SaveAsync(
         UserId user, FileName name, Stream content, string contentType, long maxBytes, CancellationToken cancellationToken)
     {
-        var file = FileKey.Of(user, name);
+        var file = FileKey.Of(user, name.Value);
         var contentId = NewContentId();
         await using var blob = await CreateBlobAsync(file, contentId, cancellationToken);
         var (size, sha256) = await HashingCopy.CopyAsync(content, blob.Destination, maxBytes, cancellationToken);
@@ -107,7 +114,7 @@ public abstract partial class FileStore : IFileStore
 
     public async Task<FileContent?> OpenReadAsync(UserId user, FileName name, CancellationToken cancellationToken)
     {
-        var file = FileKey.Of(user, name);
+        var file = FileKey.Of(user, name.Value);
         // A concurrent replace or delete may remove the blob between reading the record and opening the
         // blob; reading the record again then finds the new version (or none).
         for (var attempt = 0; attempt < OpenAttempts; attempt++)
@@ -129,7 +136,7 @@ public abstract partial class FileStore : IFileStore
 
     public async Task<bool> DeleteAsync(UserId user, FileName name, CancellationToken cancellationToken)
     {
-        var file = FileKey.Of(user, name);
+        var file = FileKey.Of(user, name.Value);
         FileRecord? record;
         var gate = GateFor(file);
         await gate.WaitAsync(cancellationToken);
@@ -189,6 +196,17 @@ public abstract partial class FileStore : IFileStore
         return await BlobBytesAsync(userKey, cancellationToken) + await UnfinishedUploadBytesAsync(userKey, cancellationToken);
     }
 
+    // ---- Tus uploads: each backend keeps their state its own way (see ITusStore) ----
+
+    public abstract Task<TusUpload> CreateUploadAsync(UserId user, TusUploadInfo upload, CancellationToken cancellationToken);
+
+    public abstract Task<TusUpload?> GetUploadAsync(UserId user, UploadId id, CancellationToken cancellationToken);
+
+    public abstract Task<TusUpload> ConcatenateAsync(
+        UserId user, TusUploadInfo final, IReadOnlyList<TusUpload> partials, long maxBytes, CancellationToken cancellationToken);
+
+    public abstract Task<int> DeleteExpiredUploadsAsync(DateTimeOffset now, Func<string, IDisposable?> tryLock, CancellationToken cancellationToken);
+
     // ---- The backend's primitives ----
 
     /// <summary>The name's record, or null when there is none (or it is unreadable: logged).</summary>
@@ -232,7 +250,7 @@ public abstract partial class FileStore : IFileStore
     /// <summary>Where a file lives in any backend: the SHA-256 of its user and of its name.</summary>
     private protected readonly record struct FileKey(string UserKey, string NameKey)
     {
-        public static FileKey Of(UserId user, FileName name) => new(FileStore.UserKey(user), HexSha256(name.Value));
+        public static FileKey Of(UserId user, string fileName) => new(FileStore.UserKey(user), HexSha256(fileName));
     }
 
     /// <summary>A record written beside the current one; <see cref="SwitchAsync"/> makes it current, disposing removes it unless switched.</summary>

@@ -37,20 +37,11 @@ public static class HashingCopy
 
     private static readonly PinnedBlockPool Buffers = new(BufferSize, DirectWrites.Alignment, maxIdle: 16);
 
-    /// <summary>
-    /// Whether a tus append that failed with <paramref name="exception"/> keeps the bytes that arrived before it
-    /// (a broken connection, as tus intends), or discards the chunk: the quota is spent or the disk is full,
-    /// and keeping part of the chunk would use up what there is not.
-    /// </summary>
-    public static bool KeepsWhatArrived(Exception exception) =>
-        exception is not QuotaExceededException && !StorageFull.Is(exception);
-
     public static async Task<(long Length, string Sha256)> CopyAsync(
-        Stream source, Stream destination, long maxBytes, CancellationToken cancellationToken,
-        IncrementalHash? alsoHash = null)
+        Stream source, Stream destination, long maxBytes, CancellationToken cancellationToken)
     {
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        var length = await CopyAsync(source, destination, maxBytes, [hash, alsoHash], cancellationToken);
+        var length = await CopyAsync(source, destination, maxBytes, [hash], cancellationToken);
         return (length, Convert.ToHexStringLower(hash.GetHashAndReset()));
     }
 
@@ -85,7 +76,7 @@ public static class HashingCopy
 
                 if (failure is not null)
                 {
-                    await writes.FinishAsync();
+                    await writes.DrainAsync();
                     if (failure is OperationCanceledException or FileTooLargeException or QuotaExceededException)
                     {
                         ExceptionDispatchInfo.Throw(failure);
@@ -100,7 +91,7 @@ public static class HashingCopy
                 }
             }
 
-            await writes.FinishAsync();
+            await writes.DrainAsync();
             return total;
         }
         finally
@@ -178,7 +169,7 @@ public static class HashingCopy
                 }
                 catch (Exception)
                 {
-                    await FinishAsync(); // throws the first write's failure, with the file positioned before it
+                    await DrainAsync(); // throws the first write's failure, with the file positioned before it
                     throw;
                 }
             }
@@ -211,7 +202,7 @@ public static class HashingCopy
                     // direct writes before it are done.
                     try
                     {
-                        await FinishAsync();
+                        await DrainAsync();
                     }
                     catch (Exception)
                     {
@@ -231,7 +222,7 @@ public static class HashingCopy
         /// Waits for every write; a file is then positioned at the end of what was written: at the start of the
         /// first write that failed (whose exception this throws), or after them all.
         /// </summary>
-        public async Task FinishAsync()
+        public async Task DrainAsync()
         {
             Exception? failure = null;
             var end = _start + _written;
@@ -281,7 +272,7 @@ public static class HashingCopy
         {
             try
             {
-                await FinishAsync();
+                await DrainAsync();
             }
             catch (Exception)
             {

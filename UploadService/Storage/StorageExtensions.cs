@@ -1,7 +1,6 @@
 using Amazon.S3;
-using UploadService.Storage;
 
-namespace Microsoft.Extensions.Hosting;
+namespace UploadService.Storage;
 
 public static class StorageExtensions
 {
@@ -13,7 +12,7 @@ public static class StorageExtensions
     /// and unfinished uploads under <c>Storage:Root</c> (relative paths are resolved against the content
     /// root); <c>s3</c> keeps both in the bucket named by <c>Storage:S3:*</c> (<see cref="S3FileStore"/>) and
     /// uses <c>Storage:Root</c> only for scratch files of parts in flight. The store is opened (and so
-    /// recovered) at start-up rather than on the first request.
+    /// recovered) by a hosted service at start-up, before the first request.
     /// </summary>
     public static TBuilder AddFileStore<TBuilder>(this TBuilder builder) where TBuilder : IHostApplicationBuilder
     {
@@ -34,19 +33,19 @@ public static class StorageExtensions
         var provider = builder.Configuration["Storage:Provider"];
         if (string.Equals(provider, "s3", StringComparison.OrdinalIgnoreCase))
         {
-            builder.Services.AddSingleton<IFileStore>(services => services.GetRequiredService<S3FileStore>());
-            builder.Services.AddSingleton<IUploadStore>(services => services.GetRequiredService<S3FileStore>());
+            builder.Services.AddSingleton<FileStore>(services => services.GetRequiredService<S3FileStore>());
         }
         else if (string.IsNullOrEmpty(provider) || string.Equals(provider, "filesystem", StringComparison.OrdinalIgnoreCase))
         {
-            builder.Services.AddSingleton<IFileStore>(services => services.GetRequiredService<FileSystemFileStore>());
-            builder.Services.AddSingleton<IUploadStore>(services => services.GetRequiredService<FileSystemFileStore>());
+            builder.Services.AddSingleton<FileStore>(services => services.GetRequiredService<FileSystemFileStore>());
         }
         else
         {
             throw new InvalidOperationException($"Storage:Provider must be 'filesystem' or 's3', not '{provider}'.");
         }
 
+        builder.Services.AddSingleton<IFileStore>(services => services.GetRequiredService<FileStore>());
+        builder.Services.AddSingleton<ITusStore>(services => services.GetRequiredService<FileStore>());
         builder.Services.AddHostedService<FileStoreOpener>();
         return builder;
     }
@@ -83,13 +82,15 @@ public static class StorageExtensions
             ? value
             : throw new InvalidOperationException($"Storage:Provider is s3 but {section.Path}:{key} is not set.");
 
-    // Opening the store sweeps orphans from a previous crash; doing it here keeps that off the first request.
-    private sealed class FileStoreOpener(IFileStore files, IUploadStore uploads) : IHostedService
+    /// <summary>
+    /// Opens the store (<see cref="FileStore.Open"/>) when the host starts: hosted services start before the
+    /// server takes requests, so the first request finds it ready and does not pay for it.
+    /// </summary>
+    private sealed class FileStoreOpener(FileStore store) : IHostedService
     {
         public Task StartAsync(CancellationToken cancellationToken)
         {
-            GC.KeepAlive(files);
-            GC.KeepAlive(uploads);
+            store.Open();
             return Task.CompletedTask;
         }
 

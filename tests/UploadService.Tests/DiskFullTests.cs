@@ -108,7 +108,7 @@ public sealed class DiskFullTests : IDisposable
         using var create = Request(HttpMethod.Post, "/uploads", "carol");
         create.Headers.Add("Tus-Resumable", "1.0.0");
         create.Headers.Add("Upload-Defer-Length", "1");
-        create.Headers.Add("Upload-Metadata", TusProtocol.FormatMetadata([new("filename", "t.bin")]));
+        create.Headers.Add("Upload-Metadata", TusClientHeaders.Metadata([new("filename", "t.bin")]));
         using var created = await Service.Client.SendAsync(create);
         Assert.Equal(HttpStatusCode.Created, created.StatusCode);
         var path = created.Headers.Location!.AbsolutePath;
@@ -144,7 +144,7 @@ public sealed class DiskFullTests : IDisposable
     public async Task The_store_reports_a_full_disk_as_a_storage_full_io_error_and_keeps_no_temp_file()
     {
         Skip.If(_disk.Path is null, _disk.Reason);
-        var store = new FileSystemFileStore(_disk.Path!);
+        var store = new FileSystemFileStore(_disk.Path!).Opened();
 
         var error = await Assert.ThrowsAnyAsync<IOException>(() => store.SaveAsync(
             User("dave"), File("huge.bin"), new MemoryStream(Bytes(DiskBytes + 1)), "application/octet-stream", long.MaxValue, CancellationToken.None));

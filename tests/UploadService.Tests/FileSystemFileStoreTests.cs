@@ -1,4 +1,6 @@
+using UploadService.Domain;
 using UploadService.Storage;
+using UploadService.Tus;
 using static UploadService.Tests.Names;
 
 namespace UploadService.Tests;
@@ -9,7 +11,7 @@ public sealed class FileSystemFileStoreTests : FileStoreContractTests, IDisposab
     private readonly TempDirectory _root = new();
     private readonly FileSystemFileStore _store;
 
-    public FileSystemFileStoreTests() => _store = new FileSystemFileStore(_root.Path);
+    public FileSystemFileStoreTests() => _store = new FileSystemFileStore(_root.Path).Opened();
 
     public void Dispose() => _root.Dispose();
 
@@ -66,7 +68,7 @@ public sealed class FileSystemFileStoreTests : FileStoreContractTests, IDisposab
         await System.IO.File.WriteAllTextAsync(orphanBlob, "orphan");
         System.IO.File.Delete(staleBlob);
 
-        var reopened = new FileSystemFileStore(_root.Path);
+        var reopened = new FileSystemFileStore(_root.Path).Opened();
 
         Assert.Empty(Directory.EnumerateFiles(TempFolder));
         Assert.False(System.IO.File.Exists(orphanBlob));
@@ -81,21 +83,20 @@ public sealed class FileSystemFileStoreTests : FileStoreContractTests, IDisposab
     [Fact]
     public async Task Opening_the_store_removes_tus_bytes_whose_upload_has_no_state_and_keeps_live_uploads()
     {
-        var store = new FileSystemFileStore(_root.Path);
+        var store = new FileSystemFileStore(_root.Path).Opened();
         var now = DateTimeOffset.UtcNow;
-        UploadRecord NewUpload() => new(UploadService.Tus.TusProtocol.NewUploadId(), 10, 0, null, false, null, now, now.AddHours(1));
-        var live = await store.CreateUploadAsync(User("alice"), NewUpload(), CancellationToken.None);
-        live = await store.AppendAsync(User("alice"), live, new MemoryStream(Bytes(4)), 10, null, now.AddHours(1), CancellationToken.None);
-        var lost = await store.CreateUploadAsync(User("alice"), NewUpload(), CancellationToken.None);
+        var live = await store.CreateUploadAsync(User("alice"), TusUploads.NewInfo(10, "live.bin", now), CancellationToken.None);
+        await live.AppendAsync(new MemoryStream(Bytes(4)), new TusRunningHashes());
+        var lost = await store.CreateUploadAsync(User("alice"), TusUploads.NewInfo(10, "lost.bin", now), CancellationToken.None);
         // A crash between creating an upload's bytes file and its state (or between removing them).
-        var lostState = Directory.EnumerateFiles(Path.Combine(_root.Path, "uploads"), lost.Id + ".json", SearchOption.AllDirectories).Single();
+        var lostState = Directory.EnumerateFiles(Path.Combine(_root.Path, "uploads"), lost.Info.Id + ".json", SearchOption.AllDirectories).Single();
         System.IO.File.Delete(lostState);
 
-        var reopened = new FileSystemFileStore(_root.Path);
+        var reopened = new FileSystemFileStore(_root.Path).Opened();
 
         var remaining = Directory.EnumerateFiles(Path.Combine(_root.Path, "uploads"), "*.bin", SearchOption.AllDirectories).ToList();
-        Assert.Equal([live.Id + ".bin"], remaining.Select(Path.GetFileName));
-        Assert.Equal(4, (await reopened.GetUploadAsync(User("alice"), live.Id, CancellationToken.None))!.Offset);
-        Assert.Null(await reopened.GetUploadAsync(User("alice"), lost.Id, CancellationToken.None));
+        Assert.Equal([live.Info.Id + ".bin"], remaining.Select(Path.GetFileName));
+        Assert.Equal(4, (await reopened.GetUploadAsync(User("alice"), UploadId.Stored(live.Info.Id), CancellationToken.None))!.Info.Offset);
+        Assert.Null(await reopened.GetUploadAsync(User("alice"), UploadId.Stored(lost.Info.Id), CancellationToken.None));
     }
 }

@@ -52,13 +52,12 @@ public sealed class FilesApiTests(UploadServiceFactory service) : IClassFixture<
     }
 
     [Fact]
-    public async Task Root_names_the_service()
+    public async Task The_root_is_no_route_even_for_a_signed_caller()
     {
+        // The Worker forwards only /files and /uploads; nothing legitimate asks the service for /.
         using var response = await _client.GetAsync("/");
 
-        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        var body = await response.Content.ReadFromJsonAsync<JsonElement>();
-        Assert.Equal("upload-service", body.GetProperty("service").GetString());
+        await AssertProblemAsync(response, HttpStatusCode.NotFound);
     }
 
     [Fact]

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Net;
 using System.Text;
+using UploadService.Domain;
 using UploadService.Security;
 
 namespace UploadService.Tests;

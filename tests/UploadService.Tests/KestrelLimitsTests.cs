@@ -199,7 +199,7 @@ public sealed class KestrelLimitsTests : IDisposable
         request.Headers.Add("X-User-Id", user);
         request.Headers.Add("Tus-Resumable", "1.0.0");
         request.Headers.Add("Upload-Length", length.ToString());
-        request.Headers.Add("Upload-Metadata", TusProtocol.FormatMetadata([new("filename", "slow.bin")]));
+        request.Headers.Add("Upload-Metadata", TusClientHeaders.Metadata([new("filename", "slow.bin")]));
         using var response = await _service.Client.SendAsync(request);
         Assert.Equal(HttpStatusCode.Created, response.StatusCode);
         return response.Headers.Location!;

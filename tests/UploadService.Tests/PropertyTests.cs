@@ -2,7 +2,7 @@ using System.Globalization;
 using System.Net;
 using System.Text;
 using CsCheck;
-using UploadService.Security;
+using UploadService.Domain;
 using UploadService.Tus;
 using Xunit.Abstractions;
 
@@ -143,7 +143,7 @@ public sealed class PropertyTests(ITestOutputHelper output)
         var value = Gen.Char.Where(c => !char.IsSurrogate(c)).Array[0, 30].Select(chars => new string(chars));
         Run("format then parse metadata", Gen.Dictionary(key, value)[0, 6], pairs =>
         {
-            Assert.True(TusProtocol.TryParseMetadata(TusProtocol.FormatMetadata(pairs), out var parsed, out var error), error);
+            Assert.True(TusProtocol.TryParseMetadata(TusClientHeaders.Metadata(pairs), out var parsed, out var error), error);
             Assert.Equal(pairs.OrderBy(p => p.Key, StringComparer.Ordinal), parsed.OrderBy(p => p.Key, StringComparer.Ordinal));
         }, ParserIterations);
     }
@@ -163,7 +163,7 @@ public sealed class PropertyTests(ITestOutputHelper output)
         var algorithm = Gen.Int[0, 2].Select(i => (Name: TusProtocol.ChecksumAlgorithms[i], Size: new[] { 20, 32, 16 }[i]));
         Run("format then parse a checksum", algorithm.SelectMany(a => Gen.Byte.Array[a.Size].Select(digest => (a.Name, digest))), pair =>
         {
-            Assert.True(TusProtocol.TryParseChecksum(TusProtocol.FormatChecksum(pair.Name, pair.digest), out var parsed, out var error), error);
+            Assert.True(TusProtocol.TryParseChecksum(TusClientHeaders.Checksum(pair.Name, pair.digest), out var parsed, out var error), error);
             Assert.Equal(pair.Name, parsed.Algorithm);
             Assert.Equal(pair.digest, parsed.Expected);
         }, ParserIterations);
@@ -177,7 +177,7 @@ public sealed class PropertyTests(ITestOutputHelper output)
             if (TusProtocol.TryParseConcat(header, out var isPartial, out var ids, out _) && !isPartial)
             {
                 Assert.NotEmpty(ids!);
-                Assert.All(ids!, id => Assert.True(TusProtocol.IsUploadId(id)));
+                Assert.All(ids!, id => Assert.True(UploadId.TryParse(id, out _)));
             }
         }, ParserIterations);
 

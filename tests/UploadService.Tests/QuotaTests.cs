@@ -179,7 +179,7 @@ public abstract class QuotaTests : IAsyncLifetime
         using (var tooLong = Tus(HttpMethod.Post, "/uploads", user))
         {
             tooLong.Headers.Add("Upload-Length", (Quota + 1).ToString());
-            tooLong.Headers.Add("Upload-Metadata", TusProtocol.FormatMetadata([new("filename", "big.bin")]));
+            tooLong.Headers.Add("Upload-Metadata", TusClientHeaders.Metadata([new("filename", "big.bin")]));
             using var refused = await Client.SendAsync(tooLong);
             await AssertQuotaProblemAsync(refused);
         }
@@ -217,7 +217,7 @@ public abstract class QuotaTests : IAsyncLifetime
     {
         using var request = Tus(HttpMethod.Post, "/uploads", user);
         request.Headers.Add("Upload-Defer-Length", "1");
-        request.Headers.Add("Upload-Metadata", TusProtocol.FormatMetadata([new("filename", name)]));
+        request.Headers.Add("Upload-Metadata", TusClientHeaders.Metadata([new("filename", name)]));
         using var response = await Client.SendAsync(request);
         Assert.Equal(HttpStatusCode.Created, response.StatusCode);
         return response.Headers.Location!;

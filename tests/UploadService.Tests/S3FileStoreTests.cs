@@ -21,7 +21,7 @@ public sealed class S3FileStoreTests(S3Server server) : FileStoreContractTests
     public override async Task InitializeAsync()
     {
         _bucket = await server.CreateBucketAsync();
-        _store = new S3FileStore(server.Options(_bucket, _scratch.Path));
+        _store = new S3FileStore(server.Options(_bucket, _scratch.Path)).Opened();
     }
 
     public override Task DisposeAsync()
@@ -76,7 +76,7 @@ public sealed class S3FileStoreTests(S3Server server) : FileStoreContractTests
         await SaveAsync("alice", "docs/b.txt", Bytes(3), "text/plain");
 
         using var emptyDisk = new TempDirectory();
-        using var fresh = new S3FileStore(server.Options(_bucket, emptyDisk.Path));
+        using var fresh = new S3FileStore(server.Options(_bucket, emptyDisk.Path)).Opened();
 
         var listing = await fresh.ListAsync(User("alice"), "docs/", 10, null, CancellationToken.None);
         Assert.Equal(["docs/a.bin", "docs/b.txt"], listing.Files.Select(f => f.Name));

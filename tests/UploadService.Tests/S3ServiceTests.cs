@@ -83,7 +83,7 @@ public sealed class S3ServiceTests(S3Server server) : IAsyncLifetime
         using var create = Request(HttpMethod.Post, "/uploads", "alice");
         create.Headers.Add("Tus-Resumable", "1.0.0");
         create.Headers.Add("Upload-Length", bytes.Length.ToString());
-        create.Headers.Add("Upload-Metadata", TusProtocol.FormatMetadata([new("filename", "big/b.bin"), new("filetype", "video/mp4")]));
+        create.Headers.Add("Upload-Metadata", TusClientHeaders.Metadata([new("filename", "big/b.bin"), new("filetype", "video/mp4")]));
         using var created = await Client.SendAsync(create);
         Assert.Equal(HttpStatusCode.Created, created.StatusCode);
         var location = created.Headers.Location!.AbsolutePath;
@@ -158,7 +158,7 @@ public sealed class S3ServiceTests(S3Server server) : IAsyncLifetime
         using var create = Request(HttpMethod.Post, "/uploads", "alice");
         create.Headers.Add("Tus-Resumable", "1.0.0");
         create.Headers.Add("Upload-Length", length.ToString());
-        create.Headers.Add("Upload-Metadata", TusProtocol.FormatMetadata([new("filename", filename)]));
+        create.Headers.Add("Upload-Metadata", TusClientHeaders.Metadata([new("filename", filename)]));
         using var created = await Client.SendAsync(create);
         Assert.Equal(HttpStatusCode.Created, created.StatusCode);
         return created.Headers.Location!.AbsolutePath;

@@ -1,6 +1,9 @@
 using System.Net;
 using System.Security.Cryptography;
+using UploadService.Domain;
 using UploadService.Security;
+using UploadService.Storage;
+using UploadService.Tus;
 
 namespace UploadService.Tests;
 
@@ -42,6 +45,42 @@ public static class Names
 
     /// <summary>How the filesystem store names a user's folder or a file's record and blobs: SHA-256 of the UTF-8 text, hex.</summary>
     public static string StoreKey(string value) => Sha256(System.Text.Encoding.UTF8.GetBytes(value));
+}
+
+public static class StoreTesting
+{
+    /// <summary>What the service's start-up does to its store (<see cref="FileStore.Open"/>); a new instance over the same storage is a restart.</summary>
+    public static T Opened<T>(this T store) where T : FileStore
+    {
+        store.Open();
+        return store;
+    }
+}
+
+/// <summary>The header values a tus client sends (the service only parses them).</summary>
+public static class TusClientHeaders
+{
+    /// <summary>Upload-Metadata: "key base64(value)" pairs, comma-separated.</summary>
+    public static string Metadata(IEnumerable<KeyValuePair<string, string>> metadata) =>
+        string.Join(',', metadata.Select(pair => $"{pair.Key} {Convert.ToBase64String(System.Text.Encoding.UTF8.GetBytes(pair.Value))}"));
+
+    /// <summary>Upload-Checksum: "algorithm base64(digest)".</summary>
+    public static string Checksum(string algorithm, byte[] digest) => $"{algorithm} {Convert.ToBase64String(digest)}";
+}
+
+/// <summary>Tus uploads at the store's level, as the endpoints drive them.</summary>
+public static class TusUploads
+{
+    public static TusUploadInfo NewInfo(long? length, string fileName, DateTimeOffset now, string contentType = "application/octet-stream") =>
+        new(UploadId.New().Value, length, 0, null, false, null, now, now.AddHours(1), fileName, contentType);
+
+    /// <summary>What a PATCH does to a loaded upload: <paramref name="body"/> at its offset (committing it when that completes it).</summary>
+    public static async Task AppendAsync(
+        this TusUpload upload, Stream body, TusRunningHashes hashes, ChunkChecksum? checksum = null, DateTimeOffset? expiresAt = null)
+    {
+        using var chunk = new TusChunk(body, upload.Info, long.MaxValue, checksum, hashes);
+        await upload.AppendAsync(chunk, upload.Info with { ExpiresAt = expiresAt ?? upload.Info.ExpiresAt }, CancellationToken.None);
+    }
 }
 
 /// <summary>

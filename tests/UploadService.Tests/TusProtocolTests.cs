@@ -1,4 +1,5 @@
 using System.Text;
+using UploadService.Domain;
 using UploadService.Storage;
 using UploadService.Tus;
 
@@ -43,7 +44,7 @@ public sealed class TusProtocolTests
     public void Metadata_round_trips_through_the_formatter()
     {
         var pairs = new Dictionary<string, string> { ["filename"] = "x/y z.bin", ["filetype"] = "application/x-y" };
-        Assert.True(TusProtocol.TryParseMetadata(TusProtocol.FormatMetadata(pairs), out var parsed, out _));
+        Assert.True(TusProtocol.TryParseMetadata(TusClientHeaders.Metadata(pairs), out var parsed, out _));
         Assert.Equal(pairs, parsed);
     }
 
@@ -118,63 +119,65 @@ public sealed class TusProtocolTests
     [Fact]
     public void Upload_ids_are_32_lowercase_hex_digits()
     {
-        Assert.True(TusProtocol.IsUploadId(TusProtocol.NewUploadId()));
-        Assert.False(TusProtocol.IsUploadId("0123456789ABCDEF0123456789ABCDEF"));
-        Assert.False(TusProtocol.IsUploadId("../../etc/passwd"));
-        Assert.False(TusProtocol.IsUploadId(null));
+        Assert.True(UploadId.TryParse(UploadId.New().Value, out _));
+        Assert.False(UploadId.TryParse("0123456789ABCDEF0123456789ABCDEF", out _));
+        Assert.False(UploadId.TryParse("../../etc/passwd", out _));
+        Assert.False(UploadId.TryParse(null, out _));
+        Assert.Throws<InvalidDataException>(() => UploadId.Stored("0123456789abcdef0123456789abcde"));
     }
 }
 
-public sealed class UploadRulesTests
+public sealed class TusRulesTests
 {
     private static readonly DateTimeOffset Now = new(2026, 1, 1, 0, 0, 0, TimeSpan.Zero);
     private const long Max = 1000;
 
-    private static UploadRecord Upload(long? length = 100, long offset = 10, bool partial = false, IReadOnlyList<string>? finalOf = null) =>
-        new("0123456789abcdef0123456789abcdef", length, offset, null, partial, finalOf, Now.AddHours(-1), Now.AddHours(1));
+    private static TusUploadInfo Upload(long? length = 100, long offset = 10, bool partial = false, IReadOnlyList<string>? finalOf = null) =>
+        new("0123456789abcdef0123456789abcdef", length, offset, null, partial, finalOf, Now.AddHours(-1), Now.AddHours(1),
+            partial ? null : "f.bin", partial ? null : "application/octet-stream");
 
     [Fact]
     public void Accepts_a_chunk_at_the_current_offset_and_allows_the_remaining_bytes()
     {
-        Assert.Equal(AppendDecision.Accept, UploadRules.CheckAppend(Upload(), Now, 10, null, 50, Max, out var next, out var maxBytes));
-        Assert.Equal(90, maxBytes);
+        Assert.Equal(TusAppendDecision.Accept, TusRules.CheckAppend(Upload(), Now, 10, null, 50, Max, out var next));
+        Assert.Equal(90, TusRules.MaxChunkBytes(next, Max));
         Assert.Equal(Upload(), next);
     }
 
     [Fact]
     public void Refuses_what_tus_forbids()
     {
-        Assert.Equal(AppendDecision.NotFound, UploadRules.CheckAppend(null, Now, 0, null, 1, Max, out _, out _));
-        Assert.Equal(AppendDecision.Expired, UploadRules.CheckAppend(Upload(), Now.AddHours(1), 10, null, 1, Max, out _, out _));
-        Assert.Equal(AppendDecision.Forbidden, UploadRules.CheckAppend(Upload(finalOf: ["a"]), Now, 10, null, 1, Max, out _, out _));
-        Assert.Equal(AppendDecision.Completed, UploadRules.CheckAppend(Upload(offset: 100) with { FileName = "done.bin" }, Now, 100, null, 0, Max, out _, out _));
-        Assert.Equal(AppendDecision.OffsetMismatch, UploadRules.CheckAppend(Upload(), Now, 9, null, 1, Max, out _, out _));
-        Assert.Equal(AppendDecision.OffsetMismatch, UploadRules.CheckAppend(Upload(), Now, 11, null, 1, Max, out _, out _));
-        Assert.Equal(AppendDecision.TooLarge, UploadRules.CheckAppend(Upload(), Now, 10, null, 91, Max, out _, out _));
-        Assert.Equal(AppendDecision.LengthConflict, UploadRules.CheckAppend(Upload(), Now, 10, 200, 1, Max, out _, out _));
+        Assert.Equal(TusAppendDecision.NotFound, TusRules.CheckAppend(null, Now, 0, null, 1, Max, out _));
+        Assert.Equal(TusAppendDecision.Expired, TusRules.CheckAppend(Upload(), Now.AddHours(1), 10, null, 1, Max, out _));
+        Assert.Equal(TusAppendDecision.Forbidden, TusRules.CheckAppend(Upload(finalOf: ["a"]), Now, 10, null, 1, Max, out _));
+        Assert.Equal(TusAppendDecision.Committed, TusRules.CheckAppend(Upload(offset: 100) with { IsCommitted = true }, Now, 100, null, 0, Max, out _));
+        Assert.Equal(TusAppendDecision.OffsetMismatch, TusRules.CheckAppend(Upload(), Now, 9, null, 1, Max, out _));
+        Assert.Equal(TusAppendDecision.OffsetMismatch, TusRules.CheckAppend(Upload(), Now, 11, null, 1, Max, out _));
+        Assert.Equal(TusAppendDecision.TooLarge, TusRules.CheckAppend(Upload(), Now, 10, null, 91, Max, out _));
+        Assert.Equal(TusAppendDecision.LengthConflict, TusRules.CheckAppend(Upload(), Now, 10, 200, 1, Max, out _));
     }
 
     [Fact]
     public void A_deferred_length_is_settled_once_within_the_limit()
     {
         var deferred = Upload(length: null);
-        Assert.Equal(AppendDecision.Accept, UploadRules.CheckAppend(deferred, Now, 10, null, 5, Max, out _, out var beforeKnown));
-        Assert.Equal(Max - 10, beforeKnown);
-        Assert.Equal(AppendDecision.Accept, UploadRules.CheckAppend(deferred, Now, 10, 30, 20, Max, out var settled, out var maxBytes));
+        Assert.Equal(TusAppendDecision.Accept, TusRules.CheckAppend(deferred, Now, 10, null, 5, Max, out var unsettled));
+        Assert.Equal(Max - 10, TusRules.MaxChunkBytes(unsettled, Max));
+        Assert.Equal(TusAppendDecision.Accept, TusRules.CheckAppend(deferred, Now, 10, 30, 20, Max, out var settled));
         Assert.Equal(30, settled.Length);
-        Assert.Equal(20, maxBytes);
-        Assert.Equal(AppendDecision.LengthConflict, UploadRules.CheckAppend(deferred, Now, 10, 9, 0, Max, out _, out _));
-        Assert.Equal(AppendDecision.TooLarge, UploadRules.CheckAppend(deferred, Now, 10, Max + 1, 0, Max, out _, out _));
-        Assert.Equal(AppendDecision.Accept, UploadRules.CheckAppend(Upload(), Now, 10, 100, 0, Max, out _, out _)); // same length again
+        Assert.Equal(20, TusRules.MaxChunkBytes(settled, Max));
+        Assert.Equal(TusAppendDecision.LengthConflict, TusRules.CheckAppend(deferred, Now, 10, 9, 0, Max, out _));
+        Assert.Equal(TusAppendDecision.TooLarge, TusRules.CheckAppend(deferred, Now, 10, Max + 1, 0, Max, out _));
+        Assert.Equal(TusAppendDecision.Accept, TusRules.CheckAppend(Upload(), Now, 10, 100, 0, Max, out _)); // same length again
     }
 
     [Fact]
-    public void Only_complete_non_partial_uploads_become_files()
+    public void Only_complete_non_partial_uploads_await_their_commit()
     {
-        Assert.True(UploadRules.ShouldComplete(Upload(offset: 100)));
-        Assert.False(UploadRules.ShouldComplete(Upload(offset: 99)));
-        Assert.False(UploadRules.ShouldComplete(Upload(length: null, offset: 100)));
-        Assert.False(UploadRules.ShouldComplete(Upload(offset: 100, partial: true)));
-        Assert.False(UploadRules.ShouldComplete(Upload(offset: 100) with { FileName = "done" }));
+        Assert.True(Upload(offset: 100).AwaitsCommit);
+        Assert.False(Upload(offset: 99).AwaitsCommit);
+        Assert.False(Upload(length: null, offset: 100).AwaitsCommit);
+        Assert.False(Upload(offset: 100, partial: true).AwaitsCommit);
+        Assert.False((Upload(offset: 100) with { IsCommitted = true }).AwaitsCommit);
     }
 }

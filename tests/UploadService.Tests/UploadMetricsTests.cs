@@ -46,7 +46,7 @@ public sealed class UploadMetricsTests(UploadServiceFactory service) : IClassFix
         create.Headers.Add("X-User-Id", _user);
         create.Headers.Add("Tus-Resumable", TusProtocol.Version);
         create.Headers.Add("Upload-Length", "10000");
-        create.Headers.Add("Upload-Metadata", TusProtocol.FormatMetadata([new("filename", "measured-tus.bin")]));
+        create.Headers.Add("Upload-Metadata", TusClientHeaders.Metadata([new("filename", "measured-tus.bin")]));
         using var created = await service.Client.SendAsync(create);
         Assert.Equal(HttpStatusCode.Created, created.StatusCode);
 

@@ -1,21 +1,26 @@
 using System.Security.Cryptography;
+using UploadService.Domain;
 using UploadService.Storage;
+using UploadService.Tus;
 using static UploadService.Tests.Names;
 
 namespace UploadService.Tests;
 
 /// <summary>
-/// What every <see cref="IUploadStore"/> backend promises for resumable (tus) uploads, run once per backend:
+/// What every <see cref="ITusStore"/> backend promises for resumable (tus) uploads, run once per backend:
 /// chunks of any size (across the s3 backend's 5 MiB parts), resuming from a brand-new store instance (for
 /// s3: an empty local disk), broken connections, checksums, concatenation, termination and expiry.
 /// </summary>
 public abstract class UploadStoreContractTests : IAsyncLifetime
 {
     protected const int PartSize = (int)S3StoreOptions.MinPartSizeBytes;
+    private const string Binary = "application/octet-stream";
     private static readonly DateTimeOffset Now = new(2026, 1, 1, 0, 0, 0, TimeSpan.Zero);
 
+    private readonly TusRunningHashes _hashes = new();
+
     /// <summary>The store under test; a new instance over the same storage after <see cref="ReopenAsync"/>.</summary>
-    protected abstract IUploadStore Uploads { get; }
+    protected abstract ITusStore Uploads { get; }
 
     protected IFileStore Files => (IFileStore)Uploads;
 
@@ -29,32 +34,43 @@ public abstract class UploadStoreContractTests : IAsyncLifetime
 
     public abstract Task DisposeAsync();
 
-    private static UploadRecord NewUpload(long? length, bool partial = false) =>
-        new(Guid.NewGuid().ToString("N"), length, 0, null, partial, null, Now, Now.AddHours(1));
+    private static TusUploadInfo NewUpload(long? length, string name = "unnamed.bin", string contentType = Binary) =>
+        new(UploadId.New().Value, length, 0, null, false, null, Now, Now.AddHours(1), name, contentType);
 
-    private Task<UploadRecord> AppendAsync(UploadRecord upload, byte[] chunk, ChunkChecksum? checksum = null) =>
-        Uploads.AppendAsync(User("alice"), upload, new MemoryStream(chunk), long.MaxValue, checksum, Now.AddHours(2), CancellationToken.None);
+    private static TusUploadInfo NewPartial(long length) =>
+        new(UploadId.New().Value, length, 0, null, true, null, Now, Now.AddHours(1), null, null);
+
+    private Task<TusUpload> CreateAsync(TusUploadInfo upload, string user = "alice") =>
+        Uploads.CreateUploadAsync(User(user), upload, CancellationToken.None);
+
+    private Task<TusUpload?> GetAsync(string id, string user = "alice") =>
+        Uploads.GetUploadAsync(User(user), UploadId.Stored(id), CancellationToken.None);
+
+    private Task AppendAsync(TusUpload upload, byte[] chunk, ChunkChecksum? checksum = null) =>
+        AppendAsync(upload, new MemoryStream(chunk), checksum);
+
+    private Task AppendAsync(TusUpload upload, Stream body, ChunkChecksum? checksum = null) =>
+        upload.AppendAsync(body, _hashes, checksum, expiresAt: Now.AddHours(2));
 
     /// <summary>
-    /// What a finished upload reads as afterwards: complete; and completing it again (what HEAD and PATCH do
-    /// for an upload that reads complete without a file name) names the file and changes nothing in it.
+    /// What a complete upload reads as afterwards: complete and committed, its file there with its type and
+    /// SHA-256; and committing it again (what HEAD and PATCH do for an upload that reads complete but not
+    /// committed) changes nothing.
     /// </summary>
-    private async Task AssertBecameFileAsync(string id, string name, string contentType, byte[] bytes)
+    private async Task AssertCommittedAsync(string id, string name, string contentType, byte[] bytes)
     {
-        var upload = await Uploads.GetUploadAsync(User("alice"), id, CancellationToken.None);
+        var upload = await GetAsync(id);
         Assert.NotNull(upload);
-        Assert.True(upload.IsComplete);
-        if (upload.FileName is null)
-        {
-            (upload, var file) = await Uploads.CompleteUploadAsync(User("alice"), upload, File(name), "text/x-again", CancellationToken.None);
-            Assert.Equal(contentType, file!.ContentType);
-            Assert.Equal(Sha256(bytes), file.Sha256);
-        }
+        Assert.True(upload.Info.IsComplete);
+        await upload.CommitAsync(null, CancellationToken.None);
 
-        Assert.Equal(name, upload.FileName);
+        Assert.True(upload.Info.IsCommitted);
+        Assert.Equal(name, upload.Info.FileName);
         Assert.Equal(bytes, await FileBytesAsync(name));
         var listed = await Files.ListAsync(User("alice"), name, 10, null, CancellationToken.None);
-        Assert.Equal(contentType, Assert.Single(listed.Files, f => f.Name == name).ContentType);
+        var file = Assert.Single(listed.Files, f => f.Name == name);
+        Assert.Equal(contentType, file.ContentType);
+        Assert.Equal(Sha256(bytes), file.Sha256);
     }
 
     private async Task<byte[]?> FileBytesAsync(string name)
@@ -71,67 +87,64 @@ public abstract class UploadStoreContractTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task Chunks_of_any_size_resume_on_a_new_store_and_complete_into_the_file()
+    public async Task Chunks_of_any_size_resume_on_a_new_store_and_the_last_one_commits_the_file()
     {
         var bytes = Bytes(2 * PartSize + 1234);
-        var upload = await Uploads.CreateUploadAsync(User("alice"), NewUpload(bytes.Length), CancellationToken.None);
-        upload = await AppendAsync(upload, bytes[..3_000_000]);
-        upload = await AppendAsync(upload, bytes[3_000_000..6_500_000]); // crosses the first part boundary
+        var upload = await CreateAsync(NewUpload(bytes.Length, "videos/v.mp4", "video/mp4"));
+        await AppendAsync(upload, bytes[..3_000_000]);
+        await AppendAsync(upload, bytes[3_000_000..6_500_000]); // crosses the first part boundary
 
         await ReopenAsync();
 
-        var resumed = await Uploads.GetUploadAsync(User("alice"), upload.Id, CancellationToken.None);
+        var resumed = await GetAsync(upload.Info.Id);
         Assert.NotNull(resumed);
-        Assert.Equal(6_500_000, resumed.Offset);
-        Assert.Equal(Now.AddHours(2), resumed.ExpiresAt);
-        resumed = await AppendAsync(resumed, bytes[6_500_000..]);
-        Assert.True(resumed.IsComplete);
+        Assert.Equal(6_500_000, resumed.Info.Offset);
+        Assert.Equal(Now.AddHours(2), resumed.Info.ExpiresAt);
+        Assert.False(resumed.Info.IsCommitted);
+        await AppendAsync(resumed, bytes[6_500_000..]);
 
-        var (completed, file) = await Uploads.CompleteUploadAsync(User("alice"), resumed, File("videos/v.mp4"), "video/mp4", CancellationToken.None);
-
-        Assert.Equal("videos/v.mp4", completed.FileName);
-        Assert.Equal(new StoredFile("videos/v.mp4", bytes.Length, Sha256(bytes), "video/mp4", file!.CreatedAt), file);
+        Assert.True(resumed.Info.IsComplete);
+        Assert.True(resumed.Info.IsCommitted);
+        using var content = await Files.OpenReadAsync(User("alice"), File("videos/v.mp4"), CancellationToken.None);
+        Assert.Equal(new StoredFile("videos/v.mp4", bytes.Length, Sha256(bytes), "video/mp4", content!.File.CreatedAt), content.File);
         Assert.Equal(bytes, await FileBytesAsync("videos/v.mp4"));
-        await AssertBecameFileAsync(upload.Id, "videos/v.mp4", "video/mp4", bytes);
+        await AssertCommittedAsync(upload.Info.Id, "videos/v.mp4", "video/mp4", bytes);
     }
 
     [Fact]
     public async Task A_broken_connection_keeps_the_bytes_that_arrived()
     {
         var bytes = Bytes(PartSize + 300_000);
-        var upload = await Uploads.CreateUploadAsync(User("alice"), NewUpload(bytes.Length), CancellationToken.None);
+        var upload = await CreateAsync(NewUpload(bytes.Length, "b.bin"));
         var breaking = new BreakingStream(bytes, breakAfter: PartSize + 100_000);
 
-        await Assert.ThrowsAsync<UploadContentException>(() => Uploads.AppendAsync(
-            User("alice"), upload, breaking, long.MaxValue, null, Now.AddHours(2), CancellationToken.None));
+        await Assert.ThrowsAsync<UploadContentException>(() => AppendAsync(upload, breaking));
 
         await ReopenAsync();
-        var resumed = await Uploads.GetUploadAsync(User("alice"), upload.Id, CancellationToken.None);
-        Assert.Equal(PartSize + 100_000, resumed!.Offset);
-        resumed = await AppendAsync(resumed, bytes[(int)resumed.Offset..]);
-        await Uploads.CompleteUploadAsync(User("alice"), resumed, File("b.bin"), "application/octet-stream", CancellationToken.None);
+        var resumed = await GetAsync(upload.Info.Id);
+        Assert.Equal(PartSize + 100_000, resumed!.Info.Offset);
+        await AppendAsync(resumed, bytes[(int)resumed.Info.Offset..]);
         Assert.Equal(bytes, await FileBytesAsync("b.bin"));
     }
 
     [Fact]
     public async Task The_sha256_covers_exactly_the_kept_bytes_after_discarded_and_broken_chunks()
     {
-        // The store may hash chunks as they arrive; a discarded chunk and the part of a broken one that
+        // The chunks may hash the bytes as they arrive; a discarded chunk and the part of a broken one that
         // was dropped must not count, and one that was kept must.
         var bytes = Bytes(PartSize + 400_000, seed: 5);
-        var upload = await Uploads.CreateUploadAsync(User("alice"), NewUpload(bytes.Length), CancellationToken.None);
-        upload = await AppendAsync(upload, bytes[..100_000]);
+        var upload = await CreateAsync(NewUpload(bytes.Length, "h.bin"));
+        await AppendAsync(upload, bytes[..100_000]);
         await Assert.ThrowsAsync<ChecksumMismatchException>(() =>
             AppendAsync(upload, bytes[100_000..200_000], new ChunkChecksum("sha1", new byte[20])));
-        upload = await AppendAsync(upload, bytes[100_000..200_000]);
-        await Assert.ThrowsAsync<UploadContentException>(() => Uploads.AppendAsync(User("alice"), upload,
-            new BreakingStream(bytes[200_000..], breakAfter: 300_000), long.MaxValue, null, Now.AddHours(2), CancellationToken.None));
-        upload = (await Uploads.GetUploadAsync(User("alice"), upload.Id, CancellationToken.None))!;
-        upload = await AppendAsync(upload, bytes[(int)upload.Offset..]);
+        await AppendAsync(upload, bytes[100_000..200_000]);
+        await Assert.ThrowsAsync<UploadContentException>(() =>
+            AppendAsync(upload, new BreakingStream(bytes[200_000..], breakAfter: 300_000)));
+        upload = (await GetAsync(upload.Info.Id))!;
+        await AppendAsync(upload, bytes[(int)upload.Info.Offset..]);
 
-        var (_, file) = await Uploads.CompleteUploadAsync(User("alice"), upload, File("h.bin"), "application/octet-stream", CancellationToken.None);
-
-        Assert.Equal(Sha256(bytes), file!.Sha256);
+        using var content = await Files.OpenReadAsync(User("alice"), File("h.bin"), CancellationToken.None);
+        Assert.Equal(Sha256(bytes), content!.File.Sha256);
         Assert.Equal(bytes, await FileBytesAsync("h.bin"));
     }
 
@@ -139,27 +152,26 @@ public abstract class UploadStoreContractTests : IAsyncLifetime
     public async Task A_chunk_whose_checksum_does_not_match_is_discarded()
     {
         var bytes = Bytes(200_000);
-        var upload = await Uploads.CreateUploadAsync(User("alice"), NewUpload(bytes.Length), CancellationToken.None);
-        upload = await AppendAsync(upload, bytes[..50_000]);
+        var upload = await CreateAsync(NewUpload(bytes.Length, "c.bin"));
+        await AppendAsync(upload, bytes[..50_000]);
 
         await Assert.ThrowsAsync<ChecksumMismatchException>(() =>
             AppendAsync(upload, bytes[50_000..], new ChunkChecksum("sha1", new byte[20])));
 
-        Assert.Equal(50_000, (await Uploads.GetUploadAsync(User("alice"), upload.Id, CancellationToken.None))!.Offset);
-        upload = await AppendAsync(upload, bytes[50_000..], new ChunkChecksum("sha1", SHA1.HashData(bytes[50_000..])));
-        await Uploads.CompleteUploadAsync(User("alice"), upload, File("c.bin"), "application/octet-stream", CancellationToken.None);
+        Assert.Equal(50_000, (await GetAsync(upload.Info.Id))!.Info.Offset);
+        await AppendAsync(upload, bytes[50_000..], new ChunkChecksum("sha1", SHA1.HashData(bytes[50_000..])));
         Assert.Equal(bytes, await FileBytesAsync("c.bin"));
     }
 
     [Fact]
-    public async Task An_empty_upload_completes_into_an_empty_file()
+    public async Task An_empty_upload_commits_into_an_empty_file()
     {
-        var upload = await Uploads.CreateUploadAsync(User("alice"), NewUpload(0), CancellationToken.None);
+        var upload = await CreateAsync(NewUpload(0, "empty", "text/plain"));
 
-        var (_, file) = await Uploads.CompleteUploadAsync(User("alice"), upload, File("empty"), "text/plain", CancellationToken.None);
+        await upload.CommitAsync(null, CancellationToken.None);
 
-        Assert.Equal(0, file!.Size);
         Assert.Equal(Array.Empty<byte>(), await FileBytesAsync("empty"));
+        await AssertCommittedAsync(upload.Info.Id, "empty", "text/plain", []);
     }
 
     [Fact]
@@ -167,45 +179,44 @@ public abstract class UploadStoreContractTests : IAsyncLifetime
     {
         var first = Bytes(PartSize + 10, seed: 1);
         var second = Bytes(70_000, seed: 2);
-        var partials = new List<UploadRecord>();
+        var partials = new List<TusUpload>();
         foreach (var bytes in new[] { first, second })
         {
-            var partial = await Uploads.CreateUploadAsync(User("alice"), NewUpload(bytes.Length, partial: true), CancellationToken.None);
-            partials.Add(await AppendAsync(partial, bytes));
+            var partial = await CreateAsync(NewPartial(bytes.Length));
+            await AppendAsync(partial, bytes);
+            Assert.True(partial.Info.IsComplete);
+            Assert.False(partial.Info.IsCommitted); // a partial's bytes wait for the final upload
+            partials.Add(partial);
         }
 
-        var final = NewUpload(first.Length + second.Length) with { PartialIds = partials.Select(p => p.Id).ToList() };
-        var (completed, file) = await Uploads.ConcatenateAsync(
-            User("alice"), final, partials, File("joined.bin"), "application/octet-stream", long.MaxValue, CancellationToken.None);
+        var final = NewUpload(first.Length + second.Length, "joined.bin") with { PartialIds = partials.Select(p => p.Info.Id).ToList() };
+        var completed = await Uploads.ConcatenateAsync(User("alice"), final, partials, long.MaxValue, CancellationToken.None);
 
         byte[] joined = [.. first, .. second];
-        Assert.Equal(Sha256(joined), file!.Sha256);
-        Assert.Equal(joined, await FileBytesAsync("joined.bin"));
-        Assert.True(completed.IsComplete);
-        await AssertBecameFileAsync(final.Id, "joined.bin", "application/octet-stream", joined);
+        Assert.True(completed.Info.IsComplete);
+        await AssertCommittedAsync(final.Id, "joined.bin", Binary, joined);
         foreach (var partial in partials)
         {
-            Assert.Null(await Uploads.GetUploadAsync(User("alice"), partial.Id, CancellationToken.None));
+            Assert.Null(await GetAsync(partial.Info.Id));
         }
     }
 
     [Fact]
-    public async Task Usage_counts_unfinished_uploads_by_their_persisted_bytes_and_finished_ones_once()
+    public async Task Usage_counts_unfinished_uploads_by_their_persisted_bytes_and_committed_ones_once()
     {
         var alice = User("alice");
-        var upload = await Uploads.CreateUploadAsync(alice, NewUpload(PartSize + 100), CancellationToken.None);
-        upload = await AppendAsync(upload, Bytes(PartSize + 10)); // a full part and a tail
+        var upload = await CreateAsync(NewUpload(PartSize + 100, "done.bin"));
+        await AppendAsync(upload, Bytes(PartSize + 10)); // a full part and a tail
         Assert.Equal(PartSize + 10, await Files.GetUsageAsync(alice, CancellationToken.None));
 
         // A chunk refused by the quota is discarded whole (unlike a broken connection, which keeps what arrived).
-        await Assert.ThrowsAsync<QuotaExceededException>(() => Uploads.AppendAsync(
-            alice, upload, new ScriptedStream(50, () => throw new QuotaExceededException(1)), long.MaxValue, null,
-            Now.AddHours(2), CancellationToken.None));
-        Assert.Equal(PartSize + 10, (await Uploads.GetUploadAsync(alice, upload.Id, CancellationToken.None))!.Offset);
+        await Assert.ThrowsAsync<QuotaExceededException>(() =>
+            AppendAsync(upload, new ScriptedStream(50, () => throw new QuotaExceededException(1))));
+        Assert.Equal(PartSize + 10, (await GetAsync(upload.Info.Id))!.Info.Offset);
         Assert.Equal(PartSize + 10, await Files.GetUsageAsync(alice, CancellationToken.None));
 
-        upload = await AppendAsync(upload, Bytes(90));
-        await Uploads.CompleteUploadAsync(alice, upload, File("done.bin"), "application/octet-stream", CancellationToken.None);
+        await AppendAsync(upload, Bytes(90));
+        Assert.True(upload.Info.IsCommitted);
         Assert.Equal(PartSize + 100, await Files.GetUsageAsync(alice, CancellationToken.None));
         Assert.Equal(0, await Files.GetUsageAsync(User("bob"), CancellationToken.None));
     }
@@ -213,33 +224,31 @@ public abstract class UploadStoreContractTests : IAsyncLifetime
     [Fact]
     public async Task Termination_removes_the_upload_and_its_bytes()
     {
-        var upload = await Uploads.CreateUploadAsync(User("alice"), NewUpload(2 * PartSize), CancellationToken.None);
+        var upload = await CreateAsync(NewUpload(2 * PartSize));
         await AppendAsync(upload, Bytes(PartSize + 5));
 
-        Assert.True(await Uploads.DeleteUploadAsync(User("alice"), upload.Id, CancellationToken.None));
+        await upload.TerminateAsync(CancellationToken.None);
 
-        Assert.Null(await Uploads.GetUploadAsync(User("alice"), upload.Id, CancellationToken.None));
-        Assert.False(await Uploads.DeleteUploadAsync(User("alice"), upload.Id, CancellationToken.None));
+        Assert.Null(await GetAsync(upload.Info.Id));
         Assert.Empty(await StoredEntriesAsync());
     }
 
     [Fact]
-    public async Task The_expiry_sweep_removes_expired_uploads_skips_locked_ones_and_keeps_finished_files()
+    public async Task The_expiry_sweep_removes_expired_uploads_skips_locked_ones_and_keeps_committed_files()
     {
-        var expired = await Uploads.CreateUploadAsync(User("alice"), NewUpload(100), CancellationToken.None);
+        var expired = await CreateAsync(NewUpload(100));
         await AppendAsync(expired, Bytes(10));
-        var locked = await Uploads.CreateUploadAsync(User("bob"), NewUpload(100), CancellationToken.None);
-        var finished = await Uploads.CreateUploadAsync(User("alice"), NewUpload(3), CancellationToken.None);
-        finished = await AppendAsync(finished, Bytes(3));
-        await Uploads.CompleteUploadAsync(User("alice"), finished, File("kept.bin"), "text/plain", CancellationToken.None);
-        var fresh = await Uploads.CreateUploadAsync(User("alice"), NewUpload(100) with { ExpiresAt = Now.AddDays(9) }, CancellationToken.None);
+        var locked = await CreateAsync(NewUpload(100), "bob");
+        var committed = await CreateAsync(NewUpload(3, "kept.bin", "text/plain"));
+        await AppendAsync(committed, Bytes(3));
+        var fresh = await CreateAsync(NewUpload(100) with { ExpiresAt = Now.AddDays(9) });
 
-        var removed = await Uploads.DeleteExpiredUploadsAsync(Now.AddDays(1), id => id == locked.Id ? null : new Lock(), CancellationToken.None);
+        var removed = await Uploads.DeleteExpiredUploadsAsync(Now.AddDays(1), id => id == locked.Info.Id ? null : new Lock(), CancellationToken.None);
 
-        Assert.Equal(2, removed); // expired and finished (its file stays)
-        Assert.Null(await Uploads.GetUploadAsync(User("alice"), expired.Id, CancellationToken.None));
-        Assert.NotNull(await Uploads.GetUploadAsync(User("bob"), locked.Id, CancellationToken.None));
-        Assert.NotNull(await Uploads.GetUploadAsync(User("alice"), fresh.Id, CancellationToken.None));
+        Assert.Equal(2, removed); // expired and committed (its file stays)
+        Assert.Null(await GetAsync(expired.Info.Id));
+        Assert.NotNull(await GetAsync(locked.Info.Id, "bob"));
+        Assert.NotNull(await GetAsync(fresh.Info.Id));
         Assert.Equal(Bytes(3), await FileBytesAsync("kept.bin"));
     }
 
@@ -285,11 +294,11 @@ public sealed class FileSystemUploadStoreTests : UploadStoreContractTests
     private readonly TempDirectory _root = new();
     private FileSystemFileStore? _store;
 
-    protected override IUploadStore Uploads => _store!;
+    protected override ITusStore Uploads => _store!;
 
     public override Task InitializeAsync()
     {
-        _store = new FileSystemFileStore(_root.Path);
+        _store = new FileSystemFileStore(_root.Path).Opened();
         return Task.CompletedTask;
     }
 
@@ -301,7 +310,7 @@ public sealed class FileSystemUploadStoreTests : UploadStoreContractTests
 
     protected override Task ReopenAsync()
     {
-        _store = new FileSystemFileStore(_root.Path);
+        _store = new FileSystemFileStore(_root.Path).Opened();
         return Task.CompletedTask;
     }
 
@@ -317,7 +326,7 @@ public sealed class S3UploadStoreTests(S3Server server) : UploadStoreContractTes
     private string _bucket = "";
     private S3FileStore? _store;
 
-    protected override IUploadStore Uploads => _store!;
+    protected override ITusStore Uploads => _store!;
 
     public override async Task InitializeAsync()
     {
@@ -337,7 +346,7 @@ public sealed class S3UploadStoreTests(S3Server server) : UploadStoreContractTes
         _store?.Dispose();
         var disk = new TempDirectory();
         _disks.Add(disk);
-        _store = new S3FileStore(server.Options(_bucket, disk.Path));
+        _store = new S3FileStore(server.Options(_bucket, disk.Path)).Opened();
         return Task.CompletedTask;
     }
 

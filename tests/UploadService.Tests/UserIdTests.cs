@@ -1,4 +1,4 @@
-using UploadService.Security;
+using UploadService.Domain;
 
 namespace UploadService.Tests;
 

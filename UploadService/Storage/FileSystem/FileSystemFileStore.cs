@@ -17,8 +17,7 @@ namespace UploadService.Storage;
 /// is deleted after that switch. A reader therefore sees either the old record and
 /// old bytes or the new record and new bytes, never a mix or a partial file; a failed or aborted save
 /// removes its temp file and leaves the previous version untouched. A crash at any point leaves the old
-/// or the new version intact plus, at worst, orphaned temp/blob files, which <see cref="Recover"/> sweeps
-/// when the store opens. Directory entries are not fsynced, so after a power loss the latest completed
+/// or the new version intact plus, at worst, orphaned temp/blob files, which <see cref="Open"/> sweeps. Directory entries are not fsynced, so after a power loss the latest completed
 /// save may be rolled back to the previous version (never to a corrupt one).
 /// One process owns a root: opening the store clears <c>tmp/</c>.
 /// </summary>
@@ -34,10 +33,9 @@ public sealed partial class FileSystemFileStore : FileStore
         _root = Path.GetFullPath(root);
         _tempDirectory = Path.Combine(_root, "tmp");
         _usersDirectory = Path.Combine(_root, "users");
-        Recover();
     }
 
-    public string Root => _root;
+    public override void Open() => Recover();
 
     private protected override Task<FileRecord?> ReadRecordAsync(FileKey file, CancellationToken cancellationToken) =>
         Task.FromResult(ReadRecord(MetaPath(file)));
@@ -140,7 +138,7 @@ public sealed partial class FileSystemFileStore : FileStore
     /// Brings the root back to a consistent state after a crash: removes temp files, tus bytes files without
     /// an upload state, blobs that no record points at, and records whose blob is missing or which cannot be read.
     /// </summary>
-    public void Recover()
+    private void Recover()
     {
         Directory.CreateDirectory(_tempDirectory);
         Directory.CreateDirectory(_usersDirectory);
@@ -315,7 +313,7 @@ public sealed partial class FileSystemFileStore : FileStore
     /// Bytes in a file on the store's volume (a temp file of a save, or a tus upload's bytes file):
     /// publishing fsyncs them and renames them to <paramref name="blobPath"/>; retracting renames them back.
     /// A publish repeated after a crash between the rename and the record switch finds them moved already
-    /// (tus completions name the blob after the upload, so <see cref="Recover"/> keeps it meanwhile). Only
+    /// (tus commits name the blob after the upload, so <see cref="Open"/> keeps it meanwhile). Only
     /// a save's temp file is removed when the blob is disposed unpublished (<paramref name="ownsStaged"/>).
     /// </summary>
     private sealed class StagedBlob(FileSystemFileStore store, FileStream? stream, string stagedPath, string blobPath, bool ownsStaged)

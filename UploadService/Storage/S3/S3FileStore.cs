@@ -43,9 +43,13 @@ public sealed partial class S3FileStore : FileStore, IDisposable
         ArgumentOutOfRangeException.ThrowIfLessThan(options.PartSizeBytes, S3StoreOptions.MinPartSizeBytes);
         _options = options;
         _s3 = s3;
-        Directory.CreateDirectory(options.ScratchDirectory);
-        // One process owns its scratch folder: what is there is left from a previous run's parts in flight.
-        foreach (var stale in Directory.EnumerateFiles(options.ScratchDirectory, "*.part"))
+    }
+
+    /// <summary>Everything lives in the bucket; the scratch folder holds only parts in flight, so a previous run's are garbage.</summary>
+    public override void Open()
+    {
+        Directory.CreateDirectory(_options.ScratchDirectory);
+        foreach (var stale in Directory.EnumerateFiles(_options.ScratchDirectory, "*.part"))
         {
             File.Delete(stale);
         }

@@ -3,15 +3,15 @@ using UploadService.Storage;
 namespace UploadService.Tus;
 
 /// <summary>The outcome of checking a request against an upload's state, before any byte is read.</summary>
-public enum AppendDecision
+public enum TusAppendDecision
 {
     Accept,
     NotFound,
     Expired,
     /// <summary>The final upload of a concatenation takes no PATCH (403).</summary>
     Forbidden,
-    /// <summary>The upload already became a file: its bytes are the file's now (403).</summary>
-    Completed,
+    /// <summary>The upload is committed: its bytes are its file's now (403).</summary>
+    Committed,
     /// <summary>Upload-Offset differs from the upload's offset (409).</summary>
     OffsetMismatch,
     /// <summary>Upload-Length sent again with another value, or below the offset (400).</summary>
@@ -21,65 +21,62 @@ public enum AppendDecision
 }
 
 /// <summary>The upload state machine: which transitions tus 1.0.0 allows, independent of HTTP.</summary>
-public static class UploadRules
+public static class TusRules
 {
     /// <summary>
     /// Checks a PATCH: <paramref name="clientOffset"/> from Upload-Offset, <paramref name="declaredLength"/>
     /// from Upload-Length (to settle a deferred length), <paramref name="contentLength"/> when known.
-    /// On <see cref="AppendDecision.Accept"/>, <paramref name="next"/> is the record to append to (with the
-    /// length settled) and <paramref name="maxBytes"/> how many bytes the chunk may carry.
+    /// On <see cref="TusAppendDecision.Accept"/>, <paramref name="next"/> is the upload to append to (with the
+    /// length settled); the chunk may carry up to <see cref="MaxChunkBytes"/> of it.
     /// </summary>
-    public static AppendDecision CheckAppend(
-        UploadRecord? upload, DateTimeOffset now, long clientOffset, long? declaredLength, long? contentLength,
-        long maxFileBytes, out UploadRecord next, out long maxBytes)
+    public static TusAppendDecision CheckAppend(
+        TusUploadInfo? upload, DateTimeOffset now, long clientOffset, long? declaredLength, long? contentLength,
+        long maxFileBytes, out TusUploadInfo next)
     {
         next = upload!;
-        maxBytes = 0;
         if (upload is null)
         {
-            return AppendDecision.NotFound;
+            return TusAppendDecision.NotFound;
         }
 
         if (upload.IsExpired(now))
         {
-            return AppendDecision.Expired;
+            return TusAppendDecision.Expired;
         }
 
         if (upload.IsFinal)
         {
-            return AppendDecision.Forbidden;
+            return TusAppendDecision.Forbidden;
         }
 
-        if (upload.FileName is not null)
+        if (upload.IsCommitted)
         {
-            return AppendDecision.Completed;
+            return TusAppendDecision.Committed;
         }
 
         if (clientOffset != upload.Offset)
         {
-            return AppendDecision.OffsetMismatch;
+            return TusAppendDecision.OffsetMismatch;
         }
 
         if (declaredLength is { } length)
         {
             if (upload.Length is { } known ? known != length : length < upload.Offset)
             {
-                return AppendDecision.LengthConflict;
+                return TusAppendDecision.LengthConflict;
             }
 
             if (length > maxFileBytes)
             {
-                return AppendDecision.TooLarge;
+                return TusAppendDecision.TooLarge;
             }
 
             next = upload with { Length = length };
         }
 
-        maxBytes = (next.Length ?? maxFileBytes) - next.Offset;
-        return contentLength > maxBytes ? AppendDecision.TooLarge : AppendDecision.Accept;
+        return contentLength > MaxChunkBytes(next, maxFileBytes) ? TusAppendDecision.TooLarge : TusAppendDecision.Accept;
     }
 
-    /// <summary>Whether a created upload may be turned into a file now: all bytes here, and not a partial.</summary>
-    public static bool ShouldComplete(UploadRecord upload) =>
-        upload.IsComplete && !upload.IsPartial && upload.FileName is null;
+    /// <summary>How many bytes a chunk appended to <paramref name="upload"/> may carry: to its length, or to the size limit.</summary>
+    public static long MaxChunkBytes(TusUploadInfo upload, long maxFileBytes) => (upload.Length ?? maxFileBytes) - upload.Offset;
 }

@@ -5,7 +5,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.RegularExpressions;
 
-namespace UploadService.Security;
+namespace UploadService.Domain;
 
 /// <summary>
 /// A validated file name: a relative path of '/'-separated segments, chosen by the client.
@@ -32,6 +32,10 @@ public sealed partial record FileName
     public string Value { get; }
 
     public override string ToString() => Value;
+
+    /// <summary>A name the service validated before it stored it (a tus upload's destination); throws when it is not one.</summary>
+    public static FileName Stored(string value) =>
+        TryParse(value, out var name, out var error) ? name : throw new InvalidDataException($"Stored file name '{value}' is invalid: {error}");
 
     public static bool TryParse(
         string? candidate,

@@ -1,16 +1,17 @@
 using System.Collections.Concurrent;
 using System.Security.Cryptography;
+using UploadService.Storage;
 
-namespace UploadService.Storage;
+namespace UploadService.Tus;
 
 /// <summary>
-/// The SHA-256 of each unfinished upload's bytes so far, fed by its appends as the bytes arrive, so that
-/// completing an upload need not read them all again. In memory only, and only while this process has
-/// seen every byte in order: after a restart, a failed or discarded append, or an append at another
-/// offset, an upload has none and its completion hashes the stored bytes instead. Appends to one upload
-/// are serialized by the caller (see <c>UploadLocks</c>).
+/// The SHA-256 of each unfinished upload's bytes so far, fed by its chunks as the bytes arrive
+/// (<see cref="TusChunk"/>), so that committing an upload need not read them all again. In memory only, and
+/// only while this process has seen every byte in order: after a restart, a failed or discarded append, or
+/// an append at another offset, an upload has none and its commit hashes the stored bytes instead. Requests
+/// on one upload are serialized by the caller (see <see cref="TusLocks"/>).
 /// </summary>
-internal sealed class RunningHashes
+public sealed class TusRunningHashes
 {
     private readonly ConcurrentDictionary<string, Entry> _entries = new(StringComparer.Ordinal);
 
@@ -19,7 +20,7 @@ internal sealed class RunningHashes
     /// <see cref="Keep"/> puts it back after the append succeeded (a new one at offset 0); null when the
     /// bytes so far were not all seen here.
     /// </summary>
-    public Entry? Take(UploadRecord upload)
+    public Entry? Take(TusUploadInfo upload)
     {
         if (_entries.TryRemove(upload.Id, out var entry))
         {
@@ -42,7 +43,7 @@ internal sealed class RunningHashes
     }
 
     /// <summary>The lowercase hex SHA-256 of all of <paramref name="upload"/>'s bytes, or null when they must be read.</summary>
-    public string? Finish(UploadRecord upload)
+    public string? TakeSha256(TusUploadInfo upload)
     {
         using var entry = Take(upload);
         return entry is not null && entry.Offset == upload.Offset

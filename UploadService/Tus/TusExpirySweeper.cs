@@ -8,8 +8,8 @@ namespace UploadService.Tus;
 /// interval after start-up, not at it: a sweep lists every upload, and a woken container answers its first
 /// request sooner without that work beside it.
 /// </summary>
-public sealed partial class ExpiredUploadSweeper(
-    IUploadStore store, UploadLocks locks, IOptions<TusOptions> options, TimeProvider time, ILogger<ExpiredUploadSweeper> logger)
+public sealed partial class TusExpirySweeper(
+    ITusStore store, TusLocks locks, TusRunningHashes hashes, IOptions<TusOptions> options, TimeProvider time, ILogger<TusExpirySweeper> logger)
     : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
@@ -19,7 +19,7 @@ public sealed partial class ExpiredUploadSweeper(
         {
             try
             {
-                var removed = await store.DeleteExpiredUploadsAsync(time.GetUtcNow(), locks.TryAcquire, stoppingToken);
+                var removed = await store.DeleteExpiredUploadsAsync(time.GetUtcNow(), TryTake, stoppingToken);
                 if (removed > 0)
                 {
                     LogSwept(removed);
@@ -30,6 +30,18 @@ public sealed partial class ExpiredUploadSweeper(
                 LogSweepFailed(ex);
             }
         }
+    }
+
+    /// <summary>An expired upload that no request holds is the sweep's to delete: its running hash goes too.</summary>
+    private IDisposable? TryTake(string id)
+    {
+        var held = locks.TryAcquire(id);
+        if (held is not null)
+        {
+            hashes.Drop(id);
+        }
+
+        return held;
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Deleted {Count} expired uploads")]

@@ -1,9 +1,9 @@
 using System.Collections.Concurrent;
 using Microsoft.Extensions.Options;
-using UploadService.Security;
-using UploadService.Storage;
+using UploadService.Apis;
+using UploadService.Domain;
 
-namespace UploadService.Apis;
+namespace UploadService.Storage;
 
 /// <summary>
 /// The per-user storage quota (<c>Upload:UserQuotaBytes</c>; 0 = none): files and unfinished tus uploads

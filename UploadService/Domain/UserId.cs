@@ -1,7 +1,7 @@
 using System.Buffers;
 using System.Diagnostics.CodeAnalysis;
 
-namespace UploadService.Security;
+namespace UploadService.Domain;
 
 /// <summary>
 /// The user whose namespace a request works in, as the Worker asserts it in <see cref="HeaderName"/>.
@@ -21,6 +21,23 @@ public sealed record UserId
     public string Value { get; }
 
     public override string ToString() => Value;
+
+    /// <summary>
+    /// Binds an endpoint's <see cref="UserId"/> parameter from <see cref="HeaderName"/>: a missing, repeated or
+    /// invalid header ends the request with 400 problem details that say why (<c>BadRequestHandler</c>).
+    /// </summary>
+    public static ValueTask<UserId?> BindAsync(HttpContext context)
+    {
+        var values = context.Request.Headers[HeaderName];
+        if (values.Count > 1)
+        {
+            throw new BadHttpRequestException($"The {HeaderName} header must appear once.");
+        }
+
+        return TryParse(values.ToString(), out var user, out var error)
+            ? ValueTask.FromResult<UserId?>(user)
+            : throw new BadHttpRequestException(error);
+    }
 
     public static bool TryParse(
         string? candidate,

@@ -9,14 +9,14 @@ namespace UploadService.Tus;
 /// upload id alone: ids are random 128-bit values the service issues, unique across users, so the expiry
 /// sweep (which knows no user ids) takes the same lock as the requests.
 /// </summary>
-public sealed class UploadLocks
+public sealed class TusLocks
 {
     private readonly ConcurrentDictionary<string, byte> _held = new(StringComparer.Ordinal);
 
     public IDisposable? TryAcquire(string key) =>
         _held.TryAdd(key, 0) ? new Handle(this, key) : null;
 
-    private sealed class Handle(UploadLocks owner, string key) : IDisposable
+    private sealed class Handle(TusLocks owner, string key) : IDisposable
     {
         private int _released;
 

@@ -1,0 +1,351 @@
+using System.Net;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Amazon.Runtime;
+using Amazon.S3;
+using Amazon.S3.Model;
+using UploadService.Domain;
+using UploadService.Tus;
+
+namespace UploadService.Storage;
+
+/// <summary>
+/// Resumable uploads in the bucket, so that a container with an empty disk resumes every one of them:
+/// <code>
+/// uploads/{sha256(userId)}/{id}/state          the state (JSON): the tus record, the multipart upload, its parts, the tail
+/// uploads/{sha256(userId)}/{id}/tail.{guid}    the bytes past the last full part (less than one part)
+/// users/{sha256(userId)}/blobs/{id}            the multipart upload's target: the file's bytes once complete
+/// </code>
+/// Each full part of the upload is a part of one multipart upload; what is left of a chunk (less than a
+/// part) is kept as a tail object, under a new key each time. An append streams the tail and the chunk
+/// through a local scratch file of at most one part, uploads every part that fills, puts the new tail, and
+/// only then replaces the state: the persisted offset never covers bytes that are not in the bucket, and
+/// a crash before the state switch leaves the previous state, whose parts and tail are untouched (a
+/// re-sent part of the same number replaces the orphaned one). The append that brings the last byte
+/// uploads the rest of it from its scratch file as the short last part (no tail is written and read back),
+/// completes the multipart upload and commits its object as the file, without a copy, and writes the state
+/// once, committed. Its SHA-256 is the one the appends computed (<see cref="Tus.TusRunningHashes"/>), or read
+/// back where this process did not see every byte. A request reads the state once (<see cref="GetUploadAsync"/>)
+/// and works on what it read: one process serves a user, and <see cref="Tus.TusLocks"/> serializes the
+/// requests on one upload.
+/// </summary>
+public sealed partial class S3FileStore
+{
+    private const string UploadsPrefix = "uploads/";
+
+    public override async Task<TusUpload> CreateUploadAsync(UserId user, TusUploadInfo upload, CancellationToken cancellationToken)
+    {
+        var keys = LocateUpload(user, UploadId.Stored(upload.Id));
+        var state = new UploadState(upload, keys.BlobKey, null, [], null, 0, false);
+        await WriteStateAsync(keys, state, cancellationToken);
+        return new Upload(this, user, keys, state);
+    }
+
+    public override async Task<TusUpload?> GetUploadAsync(UserId user, UploadId id, CancellationToken cancellationToken)
+    {
+        var keys = LocateUpload(user, id);
+        return await ReadStateAsync(keys.StateKey, cancellationToken) is { } state ? new Upload(this, user, keys, state) : null;
+    }
+
+    public override async Task<TusUpload> ConcatenateAsync(
+        UserId user, TusUploadInfo final, IReadOnlyList<TusUpload> partials, long maxBytes, CancellationToken cancellationToken)
+    {
+        var sources = new List<(string Key, long Length)>();
+        foreach (var partial in partials.Cast<Upload>())
+        {
+            await partial.PublishBytesAsync(cancellationToken);
+            sources.Add((partial.Keys.BlobKey, partial.Info.Offset));
+        }
+
+        // Partials have any sizes, but R2 wants equal parts: the bytes go through the service once, as a save.
+        await using (var concatenation = new SequentialStream(sources.Select(source =>
+            (Func<Stream>)(() => new RangedObjectStream(_s3, _options.Bucket, source.Key, source.Length)))))
+        {
+            await SaveAsync(user, FileName.Stored(final.FileName!), concatenation, final.ContentType!, maxBytes, cancellationToken);
+        }
+
+        var keys = LocateUpload(user, UploadId.Stored(final.Id));
+        var state = new UploadState(final with { Offset = final.Length!.Value, IsCommitted = true }, keys.BlobKey, null, [], null, 0, true);
+        await WriteStateAsync(keys, state, CancellationToken.None);
+        foreach (var partial in partials)
+        {
+            await partial.TerminateAsync(CancellationToken.None);
+        }
+
+        return new Upload(this, user, keys, state);
+    }
+
+    public override async Task<int> DeleteExpiredUploadsAsync(DateTimeOffset now, Func<string, IDisposable?> tryLock, CancellationToken cancellationToken)
+    {
+        var removed = 0;
+        await foreach (var entry in ListObjectsAsync(UploadsPrefix, cancellationToken))
+        {
+            if (!entry.Key.EndsWith("/state", StringComparison.Ordinal))
+            {
+                continue;
+            }
+
+            var state = await ReadStateAsync(entry.Key, cancellationToken);
+            if (state is null || !state.Info.IsExpired(now))
+            {
+                continue;
+            }
+
+            using var held = tryLock(state.Info.Id);
+            if (held is null)
+            {
+                continue; // being written right now; its request ends (and extends the expiry) or a later sweep gets it
+            }
+
+            await DeleteUploadObjectsAsync(entry.Key[..^"state".Length], state);
+            removed++;
+        }
+
+        return removed;
+    }
+
+    /// <summary>Unfinished uploads count their persisted offset from their state (their parts are not objects yet).</summary>
+    private protected override async Task<long> UnfinishedUploadBytesAsync(string userKey, CancellationToken cancellationToken)
+    {
+        long total = 0;
+        await foreach (var entry in ListObjectsAsync(UploadsPrefix + userKey + "/", cancellationToken))
+        {
+            if (entry.Key.EndsWith("/state", StringComparison.Ordinal)
+                && await ReadStateAsync(entry.Key, cancellationToken) is { Published: false } state)
+            {
+                total += state.Info.Offset;
+            }
+        }
+
+        return total;
+    }
+
+    /// <summary>Removes the state, tails and multipart upload; the bytes too unless they became a file.</summary>
+    private async Task DeleteUploadObjectsAsync(string prefix, UploadState state)
+    {
+        if (state.MultipartId is not null)
+        {
+            try
+            {
+                await _s3.AbortMultipartUploadAsync(_options.Bucket, state.BlobKey, state.MultipartId, CancellationToken.None);
+            }
+            catch (AmazonServiceException ex)
+            {
+                // Gone already, or a server without abort (s3rver): a bucket lifecycle rule reaps leftover parts.
+                LogDeleteFailed(ex, state.BlobKey);
+            }
+        }
+
+        if (state.Published && !state.Info.IsCommitted)
+        {
+            await TryDeleteAsync(state.BlobKey);
+        }
+
+        var keys = new List<string>();
+        await foreach (var entry in ListObjectsAsync(prefix, CancellationToken.None))
+        {
+            keys.Add(entry.Key);
+        }
+
+        // The state goes last: until then a retry (or the sweep) still finds the upload.
+        foreach (var key in keys.OrderBy(key => key.EndsWith("/state", StringComparison.Ordinal)))
+        {
+            await TryDeleteAsync(key);
+        }
+    }
+
+    private static UploadKeys LocateUpload(UserId user, UploadId id) =>
+        new(UploadsPrefix + UserKey(user) + "/" + id + "/", BlobKey(UserKey(user), id.Value));
+
+    private Task WriteStateAsync(UploadKeys keys, UploadState state, CancellationToken cancellationToken) =>
+        WriteJsonAsync(keys.StateKey, state, UploadStateJson.Default.UploadState, cancellationToken);
+
+    private Task<UploadState?> ReadStateAsync(string key, CancellationToken cancellationToken) =>
+        ReadJsonAsync(key, UploadStateJson.Default.UploadState, cancellationToken);
+
+    private sealed record UploadKeys(string Prefix, string BlobKey)
+    {
+        public string StateKey => Prefix + "state";
+
+        public string NewTailKey() => Prefix + "tail." + Guid.NewGuid().ToString("N");
+    }
+
+    /// <summary>An upload in the bucket, as its state object said when the request loaded it.</summary>
+    private sealed class Upload(S3FileStore store, UserId user, UploadKeys keys, UploadState state) : TusUpload(state.Info)
+    {
+        private UploadState _state = state;
+
+        public UploadKeys Keys => keys;
+
+        /// <summary>A writer that continues the upload where its state ends: its multipart upload, parts and tail.</summary>
+        private protected override async Task<UploadWriter> OpenWriterAsync(CancellationToken cancellationToken) =>
+            new Writer(this, await ResumeAsync(cancellationToken));
+
+        private async Task<PartUploader> ResumeAsync(CancellationToken cancellationToken)
+        {
+            var uploader = new PartUploader(store, keys.BlobKey, _state.MultipartId,
+                _state.Parts.Select(part => new PartETag(part.Number, part.ETag)));
+            try
+            {
+                if (_state.TailKey is not null && _state.TailLength > 0)
+                {
+                    await uploader.PrefillAsync(_state.TailKey, cancellationToken);
+                }
+
+                return uploader;
+            }
+            catch
+            {
+                await uploader.DisposeAsync();
+                throw;
+            }
+        }
+
+        /// <summary>Puts the new tail, then switches the state to it (the one atomic step), then drops the old tail.</summary>
+        public async Task<TusUploadInfo> PersistAsync(PartUploader uploader, TusUploadInfo info)
+        {
+            var tailKey = keys.NewTailKey();
+            var tailLength = await uploader.PutTailAsync(tailKey);
+            await SwitchStateAsync(_state with
+            {
+                Info = info,
+                MultipartId = uploader.UploadId,
+                Parts = uploader.Parts.Select(part => new UploadedPart(part.PartNumber!.Value, part.ETag)).ToList(),
+                TailKey = tailLength > 0 ? tailKey : null,
+                TailLength = tailLength,
+            });
+            return info;
+        }
+
+        /// <summary>
+        /// Completes the multipart upload (or PUTs the bytes, when they are less than a part) with the writer's
+        /// scratch part as the last one, commits the object as the file, then writes the state once.
+        /// </summary>
+        public async Task<TusUploadInfo> CommitAsync(PartUploader uploader, TusUploadInfo info, string? sha256, CancellationToken cancellationToken)
+        {
+            await uploader.CompleteAsync(cancellationToken);
+            try
+            {
+                return await CommitPublishedAsync(info, sha256, cancellationToken);
+            }
+            catch (Exception) when (!_state.Published)
+            {
+                // The bytes are one object now and the old state names a multipart upload that is gone: say so,
+                // so that the next HEAD or PATCH commits them (a second state write, on this failure path only).
+                await SwitchStateAsync(Published(info));
+                throw;
+            }
+        }
+
+        /// <summary>
+        /// For an upload that reads complete but not committed (a failure or a crash in between): publishes its
+        /// bytes if they are not yet, and commits them unless the file's record already names them.
+        /// </summary>
+        public override async Task CommitAsync(string? sha256, CancellationToken cancellationToken)
+        {
+            if (_state.Info.IsCommitted)
+            {
+                return;
+            }
+
+            await PublishBytesAsync(cancellationToken);
+            var record = await store.ReadRecordAsync(FileKey.Of(user, Info.FileName!), cancellationToken);
+            if (record?.ContentId == Info.Id)
+            {
+                Info = Info with { IsCommitted = true };
+                await SwitchStateAsync(_state with { Info = Info });
+            }
+            else
+            {
+                Info = await CommitPublishedAsync(Info, sha256, cancellationToken);
+            }
+        }
+
+        public override Task TerminateAsync(CancellationToken cancellationToken) => store.DeleteUploadObjectsAsync(keys.Prefix, _state);
+
+        /// <summary>Turns the received parts and tail into the object at the blob key (once; it stays published).</summary>
+        public async Task PublishBytesAsync(CancellationToken cancellationToken)
+        {
+            if (_state.Published)
+            {
+                return;
+            }
+
+            await using (var uploader = await ResumeAsync(cancellationToken))
+            {
+                await uploader.CompleteAsync(cancellationToken);
+            }
+
+            await SwitchStateAsync(Published(_state.Info));
+        }
+
+        private async Task<TusUploadInfo> CommitPublishedAsync(TusUploadInfo info, string? sha256, CancellationToken cancellationToken)
+        {
+            if (sha256 is null)
+            {
+                await using var bytes = new RangedObjectStream(store._s3, store._options.Bucket, keys.BlobKey, info.Offset);
+                (_, sha256) = await HashingCopy.CopyAsync(bytes, Stream.Null, long.MaxValue, cancellationToken);
+            }
+
+            // The upload's id is the blob's content id: a commit repeated after a crash commits the same blob.
+            await store.CommitAsync(FileKey.Of(user, info.FileName!), new PublishedBlob(),
+                new FileRecord(info.FileName!, info.Offset, sha256, info.ContentType!, store.Time.GetUtcNow(), info.Id), cancellationToken);
+            var committed = info with { IsCommitted = true };
+            await SwitchStateAsync(Published(committed));
+            return committed;
+        }
+
+        /// <summary>The state of an upload whose bytes are the object at its blob key.</summary>
+        private UploadState Published(TusUploadInfo info) =>
+            _state with { Info = info, MultipartId = null, Parts = [], TailKey = null, TailLength = 0, Published = true };
+
+        /// <summary>Writes the new state, then drops the tail the previous one named (unless it still names it).</summary>
+        private async Task SwitchStateAsync(UploadState next)
+        {
+            await store.WriteStateAsync(keys, next, CancellationToken.None);
+            var previousTail = _state.TailKey;
+            _state = next;
+            if (previousTail is not null && previousTail != next.TailKey)
+            {
+                await store.TryDeleteAsync(previousTail);
+            }
+        }
+    }
+
+    private sealed class Writer(Upload upload, PartUploader uploader) : UploadWriter
+    {
+        public override Stream Destination => uploader;
+
+        public override long Position => uploader.Written;
+
+        public override Task<TusUploadInfo> PersistAsync(TusUploadInfo info) => upload.PersistAsync(uploader, info);
+
+        /// <summary>Nothing of this append is in the state: parts it uploaded are replaced when their numbers are sent again.</summary>
+        public override Task DiscardAsync() => Task.CompletedTask;
+
+        public override Task<TusUploadInfo> CommitAsync(TusUploadInfo info, string? sha256, CancellationToken cancellationToken) =>
+            upload.CommitAsync(uploader, info, sha256, cancellationToken);
+
+        public override ValueTask DisposeAsync() => uploader.DisposeAsync();
+    }
+}
+
+/// <summary>One uploaded part of an unfinished upload.</summary>
+internal sealed record UploadedPart(int Number, string ETag);
+
+/// <summary>
+/// The persisted state of one upload in the bucket: the tus state, where its bytes go, and how far they got
+/// (full parts of <see cref="MultipartId"/>, then <see cref="TailLength"/> bytes in <see cref="TailKey"/>), or
+/// <see cref="Published"/> once they are one object at <see cref="BlobKey"/>.
+/// </summary>
+internal sealed record UploadState(
+    TusUploadInfo Info,
+    string BlobKey,
+    string? MultipartId,
+    List<UploadedPart> Parts,
+    string? TailKey,
+    long TailLength,
+    bool Published);
+
+[JsonSerializable(typeof(UploadState))]
+internal sealed partial class UploadStateJson : JsonSerializerContext;

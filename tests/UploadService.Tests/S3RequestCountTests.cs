@@ -1,0 +1,164 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Http.Headers;
+using Amazon.Runtime;
+using Amazon.S3;
+using Microsoft.Extensions.DependencyInjection;
+using UploadService.Storage;
+using UploadService.Tus;
+using static UploadService.Tests.Names;
+
+namespace UploadService.Tests;
+
+/// <summary>
+/// The requests the s3 backend sends per API request, counted by the SDK client's own HTTP handler against
+/// the local S3-compatible server: what a request costs on R2 (every request is billed and is a round trip).
+/// </summary>
+[Collection(S3ServerCollection.Name)]
+public sealed class S3RequestCountTests(S3Server server) : IAsyncLifetime
+{
+    private const int PartSize = (int)S3StoreOptions.MinPartSizeBytes;
+
+    private readonly CountingHandlerFactory _requests = new();
+    private UploadServiceFactory? _service;
+
+    private HttpClient Client => _service!.Client;
+
+    public async Task InitializeAsync()
+    {
+        var bucket = await server.CreateBucketAsync();
+        _service = UploadServiceFactory.WithSettings(
+            new Dictionary<string, string>
+            {
+                ["Storage:Provider"] = "s3",
+                ["Storage:S3:ServiceUrl"] = server.ServiceUrl,
+                ["Storage:S3:Bucket"] = bucket,
+                ["Storage:S3:AccessKeyId"] = S3Server.AccessKeyId,
+                ["Storage:S3:SecretAccessKey"] = S3Server.SecretAccessKey,
+                ["Storage:S3:PartSizeBytes"] = PartSize.ToString(),
+                ["Upload:MaxFileBytes"] = (64 * PartSize).ToString(),
+            },
+            services => services.AddSingleton<IAmazonS3>(provider =>
+            {
+                var options = provider.GetRequiredService<S3StoreOptions>();
+                var config = S3FileStore.ClientConfig(options);
+                config.HttpClientFactory = _requests;
+                return new AmazonS3Client(new BasicAWSCredentials(options.AccessKeyId, options.SecretAccessKey), config);
+            }));
+        using var warm = await Client.GetAsync("/health"); // start the service outside the counted requests
+    }
+
+    public async Task DisposeAsync() => await _service!.DisposeAsync();
+
+    [Fact]
+    public async Task A_put_below_one_part_writes_the_object_and_its_record()
+    {
+        var sent = await CountAsync(() => Client.SendAsync(Request(HttpMethod.Put, "/files/small.bin", Bytes(4096))), HttpStatusCode.Created);
+
+        Assert.Equal(2, sent.Count(request => request.Method == "PUT"));
+        Assert.Single(sent, request => request.Method == "PUT" && request.Kind == ObjectKind.Blob);
+        Assert.Single(sent, request => request.Method == "PUT" && request.Kind == ObjectKind.Record);
+    }
+
+    [Fact]
+    public async Task A_patch_reads_the_upload_state_at_most_once_writes_it_once_and_never_reads_back_its_own_tail()
+    {
+        var bytes = Bytes(2 * PartSize + 1_000_000, seed: 4);
+        var location = await CreateUploadAsync(bytes.Length);
+        var chunks = new[] { (0, 3_000_000), (3_000_000, 4_000_000), (7_000_000, bytes.Length - 7_000_000) };
+        var written = new HashSet<string>();
+        foreach (var (offset, length) in chunks)
+        {
+            var sent = await CountAsync(() => Client.SendAsync(Patch(location, offset, bytes.AsSpan(offset, length).ToArray())), HttpStatusCode.NoContent);
+            var state = sent.Where(request => request.Kind == ObjectKind.UploadState).ToList();
+            var at = $"PATCH at {offset}: {string.Join(", ", sent)}";
+            Assert.True(state.Count(request => request.Method == "GET") <= 1, at);
+            Assert.True(state.Count(request => request.Method == "PUT") == 1, at);
+            // A tail read is the previous request's tail, never one this request wrote.
+            Assert.All(sent.Where(request => request.Method == "GET" && request.Kind == ObjectKind.Tail),
+                read => Assert.Contains(read.Key, written));
+            Assert.DoesNotContain(sent, request => request.Method == "GET" && request.Kind == ObjectKind.Tail
+                && sent.Any(put => put.Method == "PUT" && put.Key == request.Key));
+            written.UnionWith(sent.Where(request => request.Method == "PUT").Select(request => request.Key));
+        }
+
+        using var get = await Client.SendAsync(Request(HttpMethod.Get, "/files/counted.bin"));
+        Assert.Equal(bytes, await get.Content.ReadAsByteArrayAsync());
+    }
+
+    private async Task<IReadOnlyList<S3Request>> CountAsync(Func<Task<HttpResponseMessage>> send, HttpStatusCode expected)
+    {
+        _requests.Sent.Clear();
+        using var response = await send();
+        Assert.True(response.StatusCode == expected, $"{(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
+        return _requests.Sent.ToArray();
+    }
+
+    private async Task<string> CreateUploadAsync(long length)
+    {
+        using var create = Request(HttpMethod.Post, "/uploads");
+        create.Headers.Add("Tus-Resumable", "1.0.0");
+        create.Headers.Add("Upload-Length", length.ToString());
+        create.Headers.Add("Upload-Metadata", TusClientHeaders.Metadata([new("filename", "counted.bin")]));
+        using var created = await Client.SendAsync(create);
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        return created.Headers.Location!.AbsolutePath;
+    }
+
+    private static HttpRequestMessage Patch(string location, long offset, byte[] chunk)
+    {
+        var patch = Request(HttpMethod.Patch, location, chunk);
+        patch.Headers.Add("Tus-Resumable", "1.0.0");
+        patch.Headers.Add("Upload-Offset", offset.ToString());
+        patch.Content!.Headers.ContentType = new MediaTypeHeaderValue("application/offset+octet-stream");
+        return patch;
+    }
+
+    private static HttpRequestMessage Request(HttpMethod method, string path, byte[]? body = null)
+    {
+        var request = new HttpRequestMessage(method, path);
+        request.Headers.Add("X-User-Id", "alice");
+        if (body is not null)
+        {
+            request.Content = new ByteArrayContent(body);
+        }
+
+        return request;
+    }
+
+    private enum ObjectKind { Record, Blob, UploadState, Tail, Other }
+
+    /// <summary>One request as the store sent it: method, object key (without the bucket) and query.</summary>
+    private sealed record S3Request(string Method, string Key, string Query)
+    {
+        public ObjectKind Kind => Key switch
+        {
+            _ when Key.StartsWith("uploads/", StringComparison.Ordinal) && Key.EndsWith("/state", StringComparison.Ordinal) => ObjectKind.UploadState,
+            _ when Key.StartsWith("uploads/", StringComparison.Ordinal) && Key.Contains("/tail.", StringComparison.Ordinal) => ObjectKind.Tail,
+            _ when Key.StartsWith("users/", StringComparison.Ordinal) && Key.Contains("/files/", StringComparison.Ordinal) => ObjectKind.Record,
+            _ when Key.StartsWith("users/", StringComparison.Ordinal) && Key.Contains("/blobs/", StringComparison.Ordinal) => ObjectKind.Blob,
+            _ => ObjectKind.Other,
+        };
+
+        public override string ToString() => $"{Method} {Kind} {Query}".TrimEnd();
+    }
+
+    /// <summary>The SDK's HTTP stack with a handler in front that records every request it sends.</summary>
+    private sealed class CountingHandlerFactory : HttpClientFactory
+    {
+        public ConcurrentQueue<S3Request> Sent { get; } = new();
+
+        public override HttpClient CreateHttpClient(IClientConfig clientConfig) => new(new Recorder(this, new SocketsHttpHandler()));
+
+        private sealed class Recorder(CountingHandlerFactory owner, HttpMessageHandler inner) : DelegatingHandler(inner)
+        {
+            protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+            {
+                var path = Uri.UnescapeDataString(request.RequestUri!.AbsolutePath).TrimStart('/');
+                var key = path.IndexOf('/') is var slash and >= 0 ? path[(slash + 1)..] : "";
+                owner.Sent.Enqueue(new S3Request(request.Method.Method, key, request.RequestUri.Query.TrimStart('?')));
+                return base.SendAsync(request, cancellationToken);
+            }
+        }
+    }
+}
