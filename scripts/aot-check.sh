@@ -141,7 +141,7 @@ check "a bad name" 400 PUT /files/a//b --data-binary x && expect "PUT /files/a//
 status=$(curl -s -o "$WORK/body" -w '%{http_code}|%{content_type}' -H "X-User-Id: $CHECK_USER" "$base/files" || true)
 content_type=${status#*|}
 expect "an unsigned request -> 401 problem+json" '[ "${status%%|*}" = 401 ] && problem 401'
-check "GET /" 200 GET / && expect "GET / -> 200 with the service's name" 'grep -q "\"service\":\"upload-service\"" "$WORK/body"'
+check "GET /" 404 GET / && expect "GET / -> 404 problem+json (no route: the Worker forwards only /files and /uploads)" 'problem 404'
 
 # tus 1.0.0: creation, two PATCHes with a HEAD between them, and termination of a second upload.
 tus=(-H "Tus-Resumable: 1.0.0")

@@ -37,7 +37,7 @@ public interface IFileStore
 
     /// <summary>
     /// The bytes the user has stored: every file's current version plus the bytes persisted so far of the
-    /// user's unfinished resumable uploads (<see cref="IUploadStore"/>, same backend). Saves and appends in
+    /// user's unfinished resumable uploads (<see cref="ITusStore"/>, same backend). Saves and appends in
     /// flight count once they are committed (a save) or persisted (an append); what the quota counts while
     /// they run is <c>UserQuota</c>'s business. Computed from the store's own listing, without reading bytes.
     /// </summary>

@@ -86,8 +86,10 @@ public abstract class TusUpload
     /// <summary>
     /// Appends <paramref name="chunk"/> at the upload's offset and persists <paramref name="next"/> (a
     /// settled length, the new expiry) with the new offset. When that makes a non-partial upload complete,
-    /// it is committed as its file in the same step. A failed append keeps what the chunk says it keeps
-    /// (<see cref="TusChunk.KeepsWhatArrived"/>) and rethrows.
+    /// it is committed as its file in the same step, which runs to its end once every byte has arrived. A failed
+    /// copy keeps what the chunk says it keeps (<see cref="TusChunk.KeepsWhatArrived"/>) and rethrows; a commit
+    /// that fails before the bytes are published leaves the upload at its previous offset (the client sends the
+    /// last chunk again).
     /// </summary>
     public async Task AppendAsync(TusChunk chunk, TusUploadInfo next, CancellationToken cancellationToken)
     {
@@ -110,7 +112,7 @@ public abstract class TusUpload
 
         var appended = next with { Offset = writer.Position };
         Info = appended.AwaitsCommit
-            ? await writer.CommitAsync(appended, chunk.Sha256(), cancellationToken)
+            ? await writer.CommitAsync(appended, chunk.Sha256())
             : await writer.PersistAsync(appended);
         chunk.Persisted(Info.Offset);
     }
@@ -141,8 +143,8 @@ internal abstract class UploadWriter : IAsyncDisposable
     /// <summary>Drops what this append wrote: the upload stays as it was.</summary>
     public abstract Task DiscardAsync();
 
-    /// <summary>Every byte is written: the bytes become the upload's file, and the upload committed.</summary>
-    public abstract Task<TusUploadInfo> CommitAsync(TusUploadInfo info, string? sha256, CancellationToken cancellationToken);
+    /// <summary>Every byte is written: the bytes become the upload's file, and the upload committed (not cancellable).</summary>
+    public abstract Task<TusUploadInfo> CommitAsync(TusUploadInfo info, string? sha256);
 
     public abstract ValueTask DisposeAsync();
 }

@@ -23,7 +23,7 @@ public static class StorageExtensions
             services.GetService<TimeProvider>(),
             services.GetRequiredService<ILogger<FileSystemFileStore>>()));
         builder.Services.AddSingleton(services => S3Options(services));
-        builder.Services.AddSingleton<IAmazonS3>(services => S3FileStore.CreateClient(services.GetRequiredService<S3StoreOptions>()));
+        builder.Services.AddSingleton<IAmazonS3>(services => services.GetRequiredService<S3StoreOptions>().CreateClient());
         builder.Services.AddSingleton(services => new S3FileStore(
             services.GetRequiredService<IAmazonS3>(),
             services.GetRequiredService<S3StoreOptions>(),

@@ -25,8 +25,10 @@ public sealed partial class TusExpirySweeper(
                     LogSwept(removed);
                 }
             }
-            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
             {
+                // Whatever failed (the disk, the bucket, a state it could not handle), the next sweep tries again:
+                // a background service that throws would stop the host.
                 LogSweepFailed(ex);
             }
         }

@@ -44,7 +44,13 @@ public static class TusQueries
         {
             using (held)
             {
-                upload = await tus.Store.GetUploadAsync(user, uploadId!, cancellationToken) ?? upload;
+                // Read again under the lock: a request may have changed or removed it meanwhile.
+                upload = await tus.Store.GetUploadAsync(user, uploadId!, cancellationToken);
+                if (upload is null)
+                {
+                    return NotFound(id);
+                }
+
                 await TusAppend.CommitIfCompleteAsync(upload, tus, cancellationToken);
             }
         }

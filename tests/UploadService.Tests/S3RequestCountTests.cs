@@ -41,7 +41,7 @@ public sealed class S3RequestCountTests(S3Server server) : IAsyncLifetime
             services => services.AddSingleton<IAmazonS3>(provider =>
             {
                 var options = provider.GetRequiredService<S3StoreOptions>();
-                var config = S3FileStore.ClientConfig(options);
+                var config = options.ClientConfig();
                 config.HttpClientFactory = _requests;
                 return new AmazonS3Client(new BasicAWSCredentials(options.AccessKeyId, options.SecretAccessKey), config);
             }));

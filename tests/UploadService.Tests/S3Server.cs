@@ -95,7 +95,7 @@ public sealed class S3Server : IAsyncLifetime
     };
 
     /// <summary>A client configured exactly as the store configures its own.</summary>
-    public AmazonS3Client CreateClient() => S3FileStore.CreateClient(Options("unused", Path.GetTempPath()));
+    public AmazonS3Client CreateClient() => Options("unused", Path.GetTempPath()).CreateClient();
 
     /// <summary>Every key in <paramref name="bucket"/>.</summary>
     public async Task<IReadOnlyList<string>> KeysAsync(string bucket)

@@ -1,4 +1,5 @@
 using System.Security.Cryptography;
+using Amazon.S3.Model;
 using UploadService.Domain;
 using UploadService.Storage;
 using UploadService.Tus;
@@ -252,9 +253,43 @@ public abstract class UploadStoreContractTests : IAsyncLifetime
         Assert.Equal(Bytes(3), await FileBytesAsync("kept.bin"));
     }
 
-    private sealed class Lock : IDisposable
+    [Fact]
+    public async Task A_request_that_ends_after_the_last_byte_still_commits_the_upload()
+    {
+        // A client that leaves once it has sent everything cancels its request while the commit runs.
+        var bytes = Bytes(PartSize + 1000, seed: 9);
+        var upload = await CreateAsync(NewUpload(bytes.Length, "left.bin"));
+        await AppendAsync(upload, bytes[..1000]);
+        using var leaving = new CancellationTokenSource();
+
+        using (var chunk = new TusChunk(new CancelAtEndStream(bytes[1000..], leaving), upload.Info, long.MaxValue, null, _hashes))
+        {
+            await upload.AppendAsync(chunk, upload.Info, leaving.Token);
+        }
+
+        Assert.True(leaving.IsCancellationRequested);
+        Assert.True(upload.Info.IsCommitted);
+        Assert.Equal(bytes, await FileBytesAsync("left.bin"));
+    }
+
+    protected sealed class Lock : IDisposable
     {
         public void Dispose() { }
+    }
+
+    /// <summary>Serves <paramref name="bytes"/>, then cancels <paramref name="request"/> as it reports the end.</summary>
+    private sealed class CancelAtEndStream(byte[] bytes, CancellationTokenSource request) : MemoryStream(bytes)
+    {
+        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            var read = await base.ReadAsync(buffer, CancellationToken.None);
+            if (read == 0)
+            {
+                await request.CancelAsync();
+            }
+
+            return read;
+        }
     }
 
     /// <summary>Serves <paramref name="bytes"/> until <paramref name="breakAfter"/> of them, then fails like a dropped connection.</summary>
@@ -316,6 +351,24 @@ public sealed class FileSystemUploadStoreTests : UploadStoreContractTests
 
     protected override Task<IReadOnlyList<string>> StoredEntriesAsync() =>
         Task.FromResult<IReadOnlyList<string>>(_root.AllFiles().ToList());
+
+    [Fact]
+    public async Task A_state_of_an_older_layout_reads_as_no_upload_and_the_sweep_removes_it()
+    {
+        var id = UploadId.New().Value;
+        var directory = Path.Combine(_root.Path, "uploads", StoreKey("alice"));
+        Directory.CreateDirectory(directory);
+        // What the store wrote before the file an upload becomes was kept with it: no ContentType.
+        await System.IO.File.WriteAllTextAsync(Path.Combine(directory, id + ".json"), $$"""
+            {"Id":"{{id}}","Length":10,"Offset":4,"Metadata":null,"IsPartial":false,"PartialIds":null,
+             "CreatedAt":"2026-01-01T00:00:00+00:00","ExpiresAt":"2026-01-02T00:00:00+00:00","FileName":null,"ContentId":null}
+            """);
+        await System.IO.File.WriteAllBytesAsync(Path.Combine(directory, id + ".bin"), new byte[4]);
+
+        Assert.Null(await Uploads.GetUploadAsync(User("alice"), UploadId.Stored(id), CancellationToken.None));
+        Assert.Equal(1, await Uploads.DeleteExpiredUploadsAsync(DateTimeOffset.UtcNow, _ => new Lock(), CancellationToken.None));
+        Assert.Empty(Directory.EnumerateFiles(directory));
+    }
 }
 
 /// <summary>The shared upload suite on the s3 backend; a reopened store starts with an empty local disk.</summary>
@@ -351,4 +404,30 @@ public sealed class S3UploadStoreTests(S3Server server) : UploadStoreContractTes
     }
 
     protected override Task<IReadOnlyList<string>> StoredEntriesAsync() => server.KeysAsync(_bucket);
+
+    [Fact]
+    public async Task A_state_of_an_older_layout_reads_as_no_upload_and_the_sweep_removes_it_with_its_tail_but_no_blob()
+    {
+        var id = UploadId.New().Value;
+        var prefix = $"uploads/{StoreKey("alice")}/{id}/";
+        var blobKey = $"users/{StoreKey("alice")}/blobs/{id}";
+        using var client = server.CreateClient();
+        // What the store wrote before its fields were renamed (Record, BytesFinished); the blob may be a file's.
+        await client.PutObjectAsync(new PutObjectRequest
+        {
+            BucketName = _bucket,
+            Key = prefix + "state",
+            ContentBody = $$"""
+                {"Record":{"Id":"{{id}}","Length":10,"Offset":3,"Metadata":null,"IsPartial":false,"PartialIds":null,
+                 "CreatedAt":"2026-01-01T00:00:00+00:00","ExpiresAt":"2026-01-02T00:00:00+00:00"},
+                 "BlobKey":"{{blobKey}}","MultipartId":null,"Parts":[],"TailKey":"{{prefix}}tail.1","TailLength":3,"BytesFinished":false}
+                """,
+        });
+        await client.PutObjectAsync(new PutObjectRequest { BucketName = _bucket, Key = prefix + "tail.1", ContentBody = "abc" });
+        await client.PutObjectAsync(new PutObjectRequest { BucketName = _bucket, Key = blobKey, ContentBody = "a file's bytes" });
+
+        Assert.Null(await Uploads.GetUploadAsync(User("alice"), UploadId.Stored(id), CancellationToken.None));
+        Assert.Equal(1, await Uploads.DeleteExpiredUploadsAsync(DateTimeOffset.UtcNow, _ => new Lock(), CancellationToken.None));
+        Assert.Equal([blobKey], await server.KeysAsync(_bucket));
+    }
 }

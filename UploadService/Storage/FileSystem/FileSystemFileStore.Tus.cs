@@ -299,15 +299,18 @@ public sealed partial class FileSystemFileStore
         /// No state is written: until the commit moves the bytes into the blob, the state keeps the previous
         /// offset, so a crash in between only makes the client send the last chunk again.
         /// </summary>
-        public override async Task<TusUploadInfo> CommitAsync(TusUploadInfo info, string? sha256, CancellationToken cancellationToken)
+        public override async Task<TusUploadInfo> CommitAsync(TusUploadInfo info, string? sha256)
         {
             await file.DisposeAsync();
-            return await upload.CommitBytesAsync(info, sha256, cancellationToken);
+            return await upload.CommitBytesAsync(info, sha256, CancellationToken.None);
         }
 
         public override ValueTask DisposeAsync() => file.DisposeAsync();
     }
 }
 
+// Every field of the state must be there (a state written by an older layout reads as unreadable: logged, and
+// the upload is gone, as after its expiry, rather than half-understood).
+[JsonSourceGenerationOptions(RespectRequiredConstructorParameters = true)]
 [JsonSerializable(typeof(TusUploadInfo))]
 internal sealed partial class TusUploadInfoJson : JsonSerializerContext;

@@ -344,9 +344,14 @@ public sealed partial class FileSystemFileStore : FileStore
             {
                 File.Move(blobPath, stagedPath);
             }
+            catch (IOException) when (ownsStaged)
+            {
+                store.TryDelete(blobPath); // a save's bytes: the save failed
+            }
             catch (IOException)
             {
-                store.TryDelete(blobPath);
+                // A tus upload's only copy of its bytes: left in the blob, which the upload claims (Open keeps
+                // it), so that the next HEAD or PATCH commits it.
             }
 
             return Task.CompletedTask;

@@ -85,19 +85,23 @@ public sealed partial class S3FileStore
                 continue;
             }
 
+            // uploads/{userKey}/{id}/state; a state that cannot be read (another layout, outside damage) is swept
+            // too: its tails go, never a blob.
+            var prefix = entry.Key[..^"state".Length];
+            var segments = prefix.Split('/');
             var state = await ReadStateAsync(entry.Key, cancellationToken);
-            if (state is null || !state.Info.IsExpired(now))
+            if (state is not null && !state.Info.IsExpired(now))
             {
                 continue;
             }
 
-            using var held = tryLock(state.Info.Id);
+            using var held = tryLock(segments[^2]);
             if (held is null)
             {
                 continue; // being written right now; its request ends (and extends the expiry) or a later sweep gets it
             }
 
-            await DeleteUploadObjectsAsync(entry.Key[..^"state".Length], state);
+            await DeleteUploadObjectsAsync(prefix, segments[^3], state);
             removed++;
         }
 
@@ -120,10 +124,13 @@ public sealed partial class S3FileStore
         return total;
     }
 
-    /// <summary>Removes the state, tails and multipart upload; the bytes too unless they became a file.</summary>
-    private async Task DeleteUploadObjectsAsync(string prefix, UploadState state)
+    /// <summary>
+    /// Removes the state, tails and multipart upload; the bytes too unless they became a file (a published
+    /// upload whose file's record names its blob is a file, whatever its state says).
+    /// </summary>
+    private async Task DeleteUploadObjectsAsync(string prefix, string userKey, UploadState? state)
     {
-        if (state.MultipartId is not null)
+        if (state?.MultipartId is not null)
         {
             try
             {
@@ -136,7 +143,9 @@ public sealed partial class S3FileStore
             }
         }
 
-        if (state.Published && !state.Info.IsCommitted)
+        if (state is { Published: true, Info.IsCommitted: false }
+            && (state.Info.FileName is not { } name // a partial's bytes: never a file
+                || (await ReadRecordAsync(new FileKey(userKey, HexSha256(name)), CancellationToken.None))?.ContentId != state.Info.Id))
         {
             await TryDeleteAsync(state.BlobKey);
         }
@@ -219,27 +228,38 @@ public sealed partial class S3FileStore
 
         /// <summary>
         /// Completes the multipart upload (or PUTs the bytes, when they are less than a part) with the writer's
-        /// scratch part as the last one, commits the object as the file, then writes the state once.
+        /// scratch part as the last one, commits the object as the file, then writes the state once. Every byte
+        /// has arrived, so this runs to its end whatever happens to the request: a client that leaves after its
+        /// last byte does not lose its chunk.
         /// </summary>
-        public async Task<TusUploadInfo> CommitAsync(PartUploader uploader, TusUploadInfo info, string? sha256, CancellationToken cancellationToken)
+        public async Task<TusUploadInfo> CommitAsync(PartUploader uploader, TusUploadInfo info, string? sha256)
         {
-            await uploader.CompleteAsync(cancellationToken);
+            await CompleteAsync(uploader);
             try
             {
-                return await CommitPublishedAsync(info, sha256, cancellationToken);
+                return await CommitPublishedAsync(info, sha256, CancellationToken.None);
             }
             catch (Exception) when (!_state.Published)
             {
                 // The bytes are one object now and the old state names a multipart upload that is gone: say so,
                 // so that the next HEAD or PATCH commits them (a second state write, on this failure path only).
-                await SwitchStateAsync(Published(info));
+                try
+                {
+                    await SwitchStateAsync(Published(info));
+                }
+                catch (AmazonServiceException ex)
+                {
+                    store.LogDeleteFailed(ex, keys.StateKey); // the first failure is the one to report
+                }
+
                 throw;
             }
         }
 
         /// <summary>
         /// For an upload that reads complete but not committed (a failure or a crash in between): publishes its
-        /// bytes if they are not yet, and commits them unless the file's record already names them.
+        /// bytes if they are not yet, and commits them, unless the file's record names them already or the file
+        /// has changed since they were published (a newer save or a delete wins).
         /// </summary>
         public override async Task CommitAsync(string? sha256, CancellationToken cancellationToken)
         {
@@ -249,9 +269,16 @@ public sealed partial class S3FileStore
             }
 
             await PublishBytesAsync(cancellationToken);
-            var record = await store.ReadRecordAsync(FileKey.Of(user, Info.FileName!), cancellationToken);
-            if (record?.ContentId == Info.Id)
+            var file = FileKey.Of(user, Info.FileName!);
+            var record = await store.ReadRecordAsync(file, cancellationToken);
+            var overtaken = record is not null && record.ContentId != Info.Id && record.CreatedAt > _state.PublishedAt;
+            if (record?.ContentId == Info.Id || overtaken || !await store.ObjectExistsAsync(keys.BlobKey))
             {
+                if (overtaken)
+                {
+                    await store.TryDeleteAsync(keys.BlobKey); // no record names it
+                }
+
                 Info = Info with { IsCommitted = true };
                 await SwitchStateAsync(_state with { Info = Info });
             }
@@ -261,7 +288,7 @@ public sealed partial class S3FileStore
             }
         }
 
-        public override Task TerminateAsync(CancellationToken cancellationToken) => store.DeleteUploadObjectsAsync(keys.Prefix, _state);
+        public override Task TerminateAsync(CancellationToken cancellationToken) => store.DeleteUploadObjectsAsync(keys.Prefix, UserKey(user), _state);
 
         /// <summary>Turns the received parts and tail into the object at the blob key (once; it stays published).</summary>
         public async Task PublishBytesAsync(CancellationToken cancellationToken)
@@ -273,10 +300,29 @@ public sealed partial class S3FileStore
 
             await using (var uploader = await ResumeAsync(cancellationToken))
             {
-                await uploader.CompleteAsync(cancellationToken);
+                await CompleteAsync(uploader);
             }
 
             await SwitchStateAsync(Published(_state.Info));
+        }
+
+        /// <summary>
+        /// Completes the uploader's object. When the store's answer is an error but the object is there, the
+        /// completion landed (its answer was lost, or a crash came before the state said so): it counts.
+        /// </summary>
+        private async Task CompleteAsync(PartUploader uploader)
+        {
+            try
+            {
+                await uploader.CompleteAsync(CancellationToken.None);
+            }
+            catch (AmazonServiceException)
+            {
+                if (!await store.ObjectExistsAsync(keys.BlobKey))
+                {
+                    throw;
+                }
+            }
         }
 
         private async Task<TusUploadInfo> CommitPublishedAsync(TusUploadInfo info, string? sha256, CancellationToken cancellationToken)
@@ -296,8 +342,11 @@ public sealed partial class S3FileStore
         }
 
         /// <summary>The state of an upload whose bytes are the object at its blob key.</summary>
-        private UploadState Published(TusUploadInfo info) =>
-            _state with { Info = info, MultipartId = null, Parts = [], TailKey = null, TailLength = 0, Published = true };
+        private UploadState Published(TusUploadInfo info) => _state with
+        {
+            Info = info, MultipartId = null, Parts = [], TailKey = null, TailLength = 0, Published = true,
+            PublishedAt = _state.PublishedAt ?? store.Time.GetUtcNow(),
+        };
 
         /// <summary>Writes the new state, then drops the tail the previous one named (unless it still names it).</summary>
         private async Task SwitchStateAsync(UploadState next)
@@ -323,8 +372,7 @@ public sealed partial class S3FileStore
         /// <summary>Nothing of this append is in the state: parts it uploaded are replaced when their numbers are sent again.</summary>
         public override Task DiscardAsync() => Task.CompletedTask;
 
-        public override Task<TusUploadInfo> CommitAsync(TusUploadInfo info, string? sha256, CancellationToken cancellationToken) =>
-            upload.CommitAsync(uploader, info, sha256, cancellationToken);
+        public override Task<TusUploadInfo> CommitAsync(TusUploadInfo info, string? sha256) => upload.CommitAsync(uploader, info, sha256);
 
         public override ValueTask DisposeAsync() => uploader.DisposeAsync();
     }
@@ -336,7 +384,8 @@ internal sealed record UploadedPart(int Number, string ETag);
 /// <summary>
 /// The persisted state of one upload in the bucket: the tus state, where its bytes go, and how far they got
 /// (full parts of <see cref="MultipartId"/>, then <see cref="TailLength"/> bytes in <see cref="TailKey"/>), or
-/// <see cref="Published"/> once they are one object at <see cref="BlobKey"/>.
+/// <see cref="Published"/> once they are one object at <see cref="BlobKey"/> (since <see cref="PublishedAt"/>, where
+/// that happened apart from the commit).
 /// </summary>
 internal sealed record UploadState(
     TusUploadInfo Info,
@@ -345,7 +394,10 @@ internal sealed record UploadState(
     List<UploadedPart> Parts,
     string? TailKey,
     long TailLength,
-    bool Published);
+    bool Published,
+    DateTimeOffset? PublishedAt = null);
 
+// As TusUploadInfoJson: a state of another layout reads as unreadable, never half-understood.
+[JsonSourceGenerationOptions(RespectRequiredConstructorParameters = true)]
 [JsonSerializable(typeof(UploadState))]
 internal sealed partial class UploadStateJson : JsonSerializerContext;

@@ -14,7 +14,7 @@ namespace UploadService.Storage;
 /// <code>
 /// users/{sha256(userId)}/files/{sha256(name)}               the record (JSON): name, size, sha256, type, time, contentId
 /// users/{sha256(userId)}/blobs/{contentId}                 the bytes of one version, never overwritten
-/// uploads/{sha256(userId)}/{uploadId}/...                   unfinished tus uploads (see S3FileStore.Uploads.cs)
+/// uploads/{sha256(userId)}/{uploadId}/...                   unfinished tus uploads (see S3FileStore.Tus.cs)
 /// </code>
 /// A save streams the body through the one hashing copy loop into a local scratch file of at most one
 /// part (<see cref="S3StoreOptions.PartSizeBytes"/>, equal parts except the last, as R2 requires); each
@@ -32,11 +32,11 @@ public sealed partial class S3FileStore : FileStore, IDisposable
     private readonly S3StoreOptions _options;
 
     public S3FileStore(S3StoreOptions options, TimeProvider? time = null, ILogger<S3FileStore>? logger = null)
-        : this(CreateClient(options), options, time, logger)
+        : this(options.CreateClient(), options, time, logger)
     {
     }
 
-    /// <summary>A store that sends its requests through <paramref name="s3"/> (configured as <see cref="ClientConfig"/> says), which it disposes.</summary>
+    /// <summary>A store that sends its requests through <paramref name="s3"/> (configured as <see cref="S3StoreOptions.ClientConfig"/> says), which it disposes.</summary>
     public S3FileStore(IAmazonS3 s3, S3StoreOptions options, TimeProvider? time = null, ILogger<S3FileStore>? logger = null)
         : base(time, logger)
     {
@@ -54,26 +54,6 @@ public sealed partial class S3FileStore : FileStore, IDisposable
             File.Delete(stale);
         }
     }
-
-    public static AmazonS3Client CreateClient(S3StoreOptions options) =>
-        new(new BasicAWSCredentials(options.AccessKeyId, options.SecretAccessKey), ClientConfig(options));
-
-    /// <summary>
-    /// The SDK settings an S3-compatible endpoint (R2) needs. SDK v4 defaults to computing a CRC32
-    /// checksum for every upload and sending it as an aws-chunked trailer, and to validating response
-    /// checksums: R2 rejects some of those trailers and headers, so checksums are calculated and validated
-    /// only when an operation requires them. Bodies are sent with a plain signed payload (never
-    /// aws-chunked), path-style addressing (<c>{endpoint}/{bucket}/{key}</c>), and the region signed
-    /// into requests is the configured one (<c>auto</c> for R2).
-    /// </summary>
-    public static AmazonS3Config ClientConfig(S3StoreOptions options) => new()
-    {
-        ServiceURL = options.ServiceUrl,
-        AuthenticationRegion = options.Region,
-        ForcePathStyle = true,
-        RequestChecksumCalculation = RequestChecksumCalculation.WHEN_REQUIRED,
-        ResponseChecksumValidation = ResponseChecksumValidation.WHEN_REQUIRED,
-    };
 
     public void Dispose() => _s3.Dispose();
 
@@ -112,7 +92,7 @@ public sealed partial class S3FileStore : FileStore, IDisposable
 
     /// <summary>A multipart upload to the blob's key (a single PUT when the bytes fit in one part).</summary>
     private protected override Task<PendingBlob> CreateBlobAsync(FileKey file, string contentId, CancellationToken cancellationToken) =>
-        Task.FromResult<PendingBlob>(new BlobUpload(this, new PartUploader(this, BlobKey(file.UserKey, contentId))));
+        Task.FromResult<PendingBlob>(new BlobUpload(this, file, contentId, new PartUploader(this, BlobKey(file.UserKey, contentId))));
 
     private protected override Stream? OpenBlob(FileKey file, FileRecord record) =>
         new RangedObjectStream(_s3, _options.Bucket, BlobKey(file.UserKey, record.ContentId), record.Size);
@@ -181,6 +161,19 @@ public sealed partial class S3FileStore : FileStore, IDisposable
         while (request.ContinuationToken is not null);
     }
 
+    private async Task<bool> ObjectExistsAsync(string key)
+    {
+        try
+        {
+            await _s3.GetObjectMetadataAsync(_options.Bucket, key, CancellationToken.None);
+            return true;
+        }
+        catch (AmazonS3Exception ex) when (ex.StatusCode == HttpStatusCode.NotFound)
+        {
+            return false;
+        }
+    }
+
     private async Task TryDeleteAsync(string key)
     {
         try
@@ -207,14 +200,23 @@ public sealed partial class S3FileStore : FileStore, IDisposable
         public override ValueTask DisposeAsync() => ValueTask.CompletedTask;
     }
 
-    /// <summary>A save's bytes: published by completing the upload; a failed switch deletes the new blob.</summary>
-    private sealed class BlobUpload(S3FileStore store, PartUploader uploader) : PendingBlob
+    /// <summary>
+    /// A save's bytes: published by completing the upload; a failed switch deletes the new blob, unless the
+    /// record names it after all (a record PUT whose answer was lost may have landed).
+    /// </summary>
+    private sealed class BlobUpload(S3FileStore store, FileKey file, string contentId, PartUploader uploader) : PendingBlob
     {
         public override Stream Destination => uploader;
 
         public override Task PublishAsync(CancellationToken cancellationToken) => uploader.CompleteAsync(cancellationToken);
 
-        public override Task RetractAsync() => store.TryDeleteAsync(uploader.Key);
+        public override async Task RetractAsync()
+        {
+            if ((await store.ReadRecordAsync(file, CancellationToken.None))?.ContentId != contentId)
+            {
+                await store.TryDeleteAsync(uploader.Key);
+            }
+        }
 
         public override ValueTask DisposeAsync() => uploader.DisposeAsync();
     }

@@ -1,3 +1,6 @@
+using Amazon.Runtime;
+using Amazon.S3;
+
 namespace UploadService.Storage;
 
 /// <summary>Settings of the s3 backend (<c>Storage:S3:*</c>).</summary>
@@ -17,4 +20,23 @@ public sealed record S3StoreOptions
 
     /// <summary>Where parts are staged; only ever a cache of a part in flight.</summary>
     public required string ScratchDirectory { get; init; }
+
+    /// <summary>
+    /// The SDK settings an S3-compatible endpoint (R2) needs. SDK v4 defaults to computing a CRC32
+    /// checksum for every upload and sending it as an aws-chunked trailer, and to validating response
+    /// checksums: R2 rejects some of those trailers and headers, so checksums are calculated and validated
+    /// only when an operation requires them. Bodies are sent with a plain signed payload (never
+    /// aws-chunked), path-style addressing (<c>{endpoint}/{bucket}/{key}</c>), and the region signed
+    /// into requests is the configured one (<c>auto</c> for R2). The benchmark's reference client uses them too.
+    /// </summary>
+    public AmazonS3Config ClientConfig() => new()
+    {
+        ServiceURL = ServiceUrl,
+        AuthenticationRegion = Region,
+        ForcePathStyle = true,
+        RequestChecksumCalculation = RequestChecksumCalculation.WHEN_REQUIRED,
+        ResponseChecksumValidation = ResponseChecksumValidation.WHEN_REQUIRED,
+    };
+
+    public AmazonS3Client CreateClient() => new(new BasicAWSCredentials(AccessKeyId, SecretAccessKey), ClientConfig());
 }
