@@ -21,6 +21,10 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
     const string DirectGet = "service GET (direct)", WorkerGet = "Worker → DO → service GET";
     const string S3Put = "service PUT (direct, s3 backend)", S3Tus = "service tus 50 MiB chunks (direct, s3 backend)";
     const string SmallFile = "new 4 KiB file + fsync (disk ceiling)";
+    // The production storage path (issue 19): the s3 backend beside the reference clients, same server, same bucket.
+    const string LibStorage = "lib-storage Upload → s3rver (reference)", Transfer = "TransferUtility → s3rver (reference)";
+    const string SmallPutObject = "PutObject 4 KiB → s3rver (ceiling)";
+    const string SmallS3Put = "service PUT 4 KiB (direct, s3 backend)", SmallS3Tus = "service tus 4 KiB (direct, s3 backend)";
     const string SmallTus = "service tus 4 KiB (direct)", SmallPeer = "@tus/server tus 4 KiB", SmallPut = "service PUT 4 KiB (direct)";
     const string CpuCase = "whole machine";
     const string JitPut = "service PUT (direct, JIT build)", JitTus = "service tus 50 MiB chunks (direct, JIT build)", JitSmallTus = "service tus 4 KiB (direct, JIT build)";
@@ -31,6 +35,12 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
         await Throughput("Ceilings", Disk, size => Bench.Ceilings.DiskWithFsync(work, size));
         await Throughput("Ceilings", Sha, Bench.Ceilings.Sha256);
         await Throughput("Ceilings", SinkPut, size => client.Put(stack.SinkTarget!, "sink", size));
+        if (stack.S3References is { } references)
+        {
+            // What a client of the same bucket reaches: the s3 backend's large-file targets are ratios to these.
+            await Throughput("Ceilings", LibStorage, size => references.Upload(Name("lib-storage", size), size));
+            await Throughput("Ceilings", Transfer, size => references.Transfer(Name("transfer-utility", size), size));
+        }
     }
 
     public async Task Uploads()
@@ -114,6 +124,13 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
             await Small(SmallPut, concurrency, (i, _) => client.Put(stack.Direct!, $"small/put-{concurrency}-{i}.bin", SmallSize), serviceMetrics: true);
             if (concurrency == 8 && stack.JitDirect is { } jit)
                 await Small(JitSmallTus, concurrency, (i, _) => client.Tus(jit, $"small/jtus-{concurrency}-{i}.bin", SmallSize));
+            if (stack.S3References is { } references)
+                await Small(SmallPutObject, concurrency, (i, _) => references.Put($"small/ceiling-{concurrency}-{i}.bin", SmallSize));
+            if (stack.S3Direct is { } s3)
+            {
+                await Small(SmallS3Put, concurrency, (i, _) => client.Put(s3, $"small/s3put-{concurrency}-{i}.bin", SmallSize));
+                await Small(SmallS3Tus, concurrency, (i, _) => client.Tus(s3, $"small/s3tus-{concurrency}-{i}.bin", SmallSize));
+            }
         }
     }
 
@@ -159,6 +176,8 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
     }
 
     static string SmallCpuCase(int concurrency) => $"4 KiB, concurrency {concurrency}, {CpuCase}";
+
+    const string ServiceCpu = "CPU (upload service)";
 
     /// <summary>A warm-up on the path's first size, then <see cref="Plan.Runs"/> timed runs per size.</summary>
     /// With <paramref name="serviceMetrics"/>, the service's own figures for the same runs go beside them; with
@@ -216,6 +235,9 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
         var own = service ? $"; the upload service {Stats.Median([.. runs.Select(r => r.Cpu.Process / r.Units)]):0.00} of them" : "";
         report.Add(new Measurement("CPU", path, @case, size, unit, [.. runs.Select(r => r.Cpu.Busy / r.Units)],
             $"cores {all.Busy / all.Total * 100:0} % busy ({Environment.ProcessorCount} cores){own}"));
+        if (service)
+            report.Add(new Measurement(ServiceCpu, path, @case, size, unit, [.. runs.Select(r => r.Cpu.Process / r.Units)],
+                "the upload service's own CPU (its process), without the client, the storage server and the kernel's share for them"));
     }
 
     public async Task AppHostStartup(string repo)
@@ -364,8 +386,9 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
             Divide(Median(DirectPut, largest), ceiling), 0.8, true, note));
         report.Ratios.Add(new Ratio($"service tus {largest} / @tus/server tus", DirectTus, PeerTus,
             Divide(Median(DirectTus, largest), Median(PeerTus, largest)), 1.0, true, note));
-        report.Ratios.Add(new Ratio("4 KiB tus uploads/s at concurrency 8 / @tus/server", SmallTus, SmallPeer,
-            Divide(Median(SmallTus, "concurrency 8"), Median(SmallPeer, "concurrency 8")), 2.0, true, ""));
+        report.Ratios.Add(new Ratio("4 KiB tus uploads/s at concurrency 8 / @tus/server (filesystem)", SmallTus, SmallPeer,
+            Divide(Median(SmallTus, "concurrency 8"), Median(SmallPeer, "concurrency 8")), 1.3, true,
+            "a floor: the small-file target is on the s3 backend, the path production uses (below)"));
         report.Ratios.Add(new Ratio($"Worker → DO → service PUT {largest} / bare Worker", WorkerPut, BarePut,
             Divide(Median(WorkerPut, largest), Median(BarePut, largest)), 0.8, true, note));
         var shippedMemory = report.Measurements.Where(m => m.Group == "Memory" && m.Path is not (JitPut or JitTus)).ToList();
@@ -375,6 +398,7 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
             (note.Length > 0 ? note + "; " : "") + (stack.S3Direct is null
                 ? "filesystem store (the only backend measured)"
                 : "filesystem store and s3 backend (s3rver)")));
+        AddS3Ratios(largest, note);
         report.Ratios.Add(new Ratio("AppHost start to all healthy (s)", "AppHost", "—",
             report.Measurements.FirstOrDefault(m => m.Group == "Start-up")?.Median, 20, false, ""));
         report.Ratios.Add(new Ratio("wake through the Worker / the service's own start", WakePath, OwnStartPath,
@@ -434,6 +458,42 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
             Divide(Median(SmallTus, "concurrency 8"), Median(SmallFile, "concurrency 8")), double.NaN, true, "a tus upload creates 3 files and fsyncs 2"));
         report.Ratios.Add(new Ratio("4 KiB tus / 4 KiB PUT at concurrency 8 (service)", SmallTus, SmallPut,
             Divide(Median(SmallTus, "concurrency 8"), Median(SmallPut, "concurrency 8")), double.NaN, true, "tus costs two requests and one more file (its state)"));
+    }
+
+    /// <summary>
+    /// The s3 backend's targets (issue 19), against the reference clients in the same run, same server, same bucket:
+    /// s3rver is the ceiling here for any client, so the ratios say what the service's own path costs.
+    /// </summary>
+    void AddS3Ratios(string largest, string note)
+    {
+        double? Median(string path, string @case) => report.Find(path, @case)?.Median;
+        double? Divide(double? a, double? b) => a is { } x && b is { } y && y > 0 ? x / y : null;
+        var settings = stack.S3References is { } references ? $"{references.UploadSettings}; " : "";
+        var at = note.Length > 0 ? note + "; " : "";
+        report.Ratios.Add(new Ratio($"s3 backend PUT {largest} / lib-storage Upload", S3Put, LibStorage,
+            Divide(Median(S3Put, largest), Median(LibStorage, largest)), 0.8, true, at + settings + "same bucket"));
+        report.Ratios.Add(new Ratio($"s3 backend tus {largest} / lib-storage Upload", S3Tus, LibStorage,
+            Divide(Median(S3Tus, largest), Median(LibStorage, largest)), 0.8, true, at + "50 MiB chunks"));
+        report.Ratios.Add(new Ratio($"s3 backend PUT {largest} / TransferUtility", S3Put, Transfer,
+            Divide(Median(S3Put, largest), Median(Transfer, largest)), double.NaN, true,
+            at + (stack.S3References?.TransferSettings ?? "")));
+        var cpuCase = $"{largest}, {CpuCase}";
+        double? OwnCpu(string path) => report.Measurements.FirstOrDefault(m => m.Group == ServiceCpu && m.Path == path && m.Case == cpuCase)?.Median;
+        report.Ratios.Add(new Ratio($"service CPU per GiB, s3 backend / filesystem, PUT {largest}", S3Put, DirectPut,
+            Divide(OwnCpu(S3Put), OwnCpu(DirectPut)), 1.5, false, at + "the service's own CPU-seconds per GiB"));
+        report.Ratios.Add(new Ratio($"service CPU per GiB, s3 backend / filesystem, tus {largest}", S3Tus, DirectTus,
+            Divide(OwnCpu(S3Tus), OwnCpu(DirectTus)), 1.5, false, at + "the service's own CPU-seconds per GiB"));
+        var s3Memory = report.Measurements.Where(m => m.Group == "Memory" && m.Path is S3Put or S3Tus).ToList();
+        report.Ratios.Add(new Ratio($"peak RSS growth, s3 backend, any {largest} case (MiB)", "peak RSS", "idle RSS",
+            s3Memory.Count > 0 ? s3Memory.Select(m => m.Values.Max()).Max() : null, 32, false, at + "s3 backend (s3rver)"));
+        foreach (var concurrency in plan.Concurrency)
+        {
+            var @case = $"concurrency {concurrency}";
+            report.Ratios.Add(new Ratio($"4 KiB PUT/s on the s3 backend / PutObject ceiling, {@case}", SmallS3Put, SmallPutObject,
+                Divide(Median(SmallS3Put, @case), Median(SmallPutObject, @case)), 0.5, true, "two S3 requests per small file at most"));
+            report.Ratios.Add(new Ratio($"4 KiB tus uploads/s on the s3 backend / PutObject ceiling, {@case}", SmallS3Tus, SmallPutObject,
+                Divide(Median(SmallS3Tus, @case), Median(SmallPutObject, @case)), 0.33, true, "three S3 requests per small tus upload at most"));
+        }
     }
 
     void ClearPeerStore()

@@ -4,6 +4,7 @@ using System.Text;
 using Aspire.Hosting;
 using LocalS3;
 using UploadService.Security;
+using UploadService.Storage;
 
 namespace Bench;
 
@@ -44,6 +45,9 @@ public sealed class Stack(string repo, string work, HttpClient http, ServiceBuil
     public Child? S3Service { get; private set; }
     public Target? S3Direct { get; private set; }
     public long S3IdleRss { get; private set; }
+
+    /// <summary>The reference clients uploading into the same bucket (null where bench/peer is not installed).</summary>
+    public S3References? S3References { get; private set; }
     /// <summary>The service's own upload metrics (null where its EventPipe session could not be opened).</summary>
     public ServiceMetrics? Metrics { get; private set; }
 
@@ -138,14 +142,15 @@ public sealed class Stack(string repo, string work, HttpClient http, ServiceBuil
     }
 
     /// <summary>
-    /// s3rver (tests/s3-server) on a free port with a bucket, and an upload service on the s3 backend using it: the
-    /// memory cases run on both backends. Skipped (with the reason) where s3rver is not installed.
+    /// s3rver (tests/s3-server) on a free port with a bucket, an upload service on the s3 backend using it, and the
+    /// reference clients of the s3 targets (<see cref="Bench.S3References"/>). Skipped (with the reason) where s3rver
+    /// is not installed.
     /// </summary>
     public async Task StartS3(Report report)
     {
         if (!S3rver.IsInstalled(repo))
         {
-            report.Skip("s3 backend memory cases", "tests/s3-server/node_modules is missing (cd tests/s3-server && npm ci)");
+            report.Skip("s3 backend cases", "tests/s3-server/node_modules is missing (cd tests/s3-server && npm ci)");
             return;
         }
         const string bucket = "bench", key = S3rver.Account;
@@ -160,6 +165,15 @@ public sealed class Stack(string repo, string work, HttpClient http, ServiceBuil
             using var response = await http.GetAsync($"{endpoint}/{bucket}");
             return response.IsSuccessStatusCode;
         }, StartTimeout);
+        S3References = await Bench.S3References.Start(repo, new S3StoreOptions
+        {
+            ServiceUrl = endpoint,
+            Bucket = bucket,
+            AccessKeyId = key,
+            SecretAccessKey = key,
+            ScratchDirectory = Path.Combine(work, "s3-references"), // unused: the references stream from memory
+        }, reason => report.Skip("s3 reference clients", reason));
+        if (S3References is not null) Track(S3References);
         S3Direct = await StartService("upload-service-s3", "service-s3", new Dictionary<string, string>
         {
             ["Storage__Provider"] = "s3",
