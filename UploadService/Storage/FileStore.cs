@@ -81,7 +81,7 @@ public abstract partial class FileStore : IFileStore, ITusStore
             await gate.WaitAsync(CancellationToken.None);
             try
             {
-                previous = await ReadRecordAsync(file, CancellationToken.None);
+                previous = await ReadReplacedRecordAsync(file);
                 await staged.SwitchAsync();
             }
             catch
@@ -211,6 +211,12 @@ public abstract partial class FileStore : IFileStore, ITusStore
 
     /// <summary>The name's record, or null when there is none (or it is unreadable: logged).</summary>
     private protected abstract Task<FileRecord?> ReadRecordAsync(FileKey file, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// The record a commit is about to replace (its blob goes after the switch), read under the name's gate; a
+    /// backend that knows the name has none may answer without reading.
+    /// </summary>
+    private protected virtual Task<FileRecord?> ReadReplacedRecordAsync(FileKey file) => ReadRecordAsync(file, CancellationToken.None);
 
     /// <summary>Writes <paramref name="record"/> where readers cannot see it yet (durably, where that matters).</summary>
     private protected abstract Task<PendingRecord> StageRecordAsync(FileKey file, FileRecord record);

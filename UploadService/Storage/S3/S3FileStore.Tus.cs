@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Net;
 using System.Text.Json;
 using System.Text.Json.Serialization;
@@ -23,15 +24,20 @@ namespace UploadService.Storage;
 /// a crash before the state switch leaves the previous state, whose parts and tail are untouched (a
 /// re-sent part of the same number replaces the orphaned one). The append that brings the last byte
 /// uploads the rest of it from its scratch file as the short last part (no tail is written and read back),
-/// completes the multipart upload and commits its object as the file, without a copy, and writes the state
-/// once, committed. Its SHA-256 is the one the appends computed (<see cref="Tus.TusRunningHashes"/>), or read
-/// back where this process did not see every byte. A request reads the state once (<see cref="GetUploadAsync"/>)
-/// and works on what it read: one process serves a user, and <see cref="Tus.TusLocks"/> serializes the
-/// requests on one upload.
+/// completes the multipart upload, commits its object as the file, without a copy, and writes the state once,
+/// committed. (That last write stays: the object alone cannot say the upload completed, since a newer save of the
+/// same name deletes it.) Its SHA-256 is the one the appends computed (<see cref="Tus.TusRunningHashes"/>), or read
+/// back where this process did not see every byte. The states this process wrote or read stay in memory until
+/// their upload is committed or removed (one process serves a user, and <see cref="Tus.TusLocks"/> serializes the
+/// requests on one upload), so a request reads an upload's state at most once, and a PATCH after its creation not
+/// at all: a 4 KiB upload is four requests (its state at creation; its object, its record and its state).
 /// </summary>
 public sealed partial class S3FileStore
 {
     private const string UploadsPrefix = "uploads/";
+
+    // The state of each unfinished upload as this process last wrote or read it, by its key prefix.
+    private readonly ConcurrentDictionary<string, UploadState> _states = new(StringComparer.Ordinal);
 
     public override async Task<TusUpload> CreateUploadAsync(UserId user, TusUploadInfo upload, CancellationToken cancellationToken)
     {
@@ -44,7 +50,19 @@ public sealed partial class S3FileStore
     public override async Task<TusUpload?> GetUploadAsync(UserId user, UploadId id, CancellationToken cancellationToken)
     {
         var keys = LocateUpload(user, id);
-        return await ReadStateAsync(keys.StateKey, cancellationToken) is { } state ? new Upload(this, user, keys, state) : null;
+        if (_states.TryGetValue(keys.Prefix, out var known))
+        {
+            return new Upload(this, user, keys, known);
+        }
+
+        var state = await ReadStateAsync(keys.StateKey, cancellationToken);
+        if (state is null)
+        {
+            return null;
+        }
+
+        Remember(keys, state);
+        return new Upload(this, user, keys, state);
     }
 
     public override async Task<TusUpload> ConcatenateAsync(
@@ -130,6 +148,7 @@ public sealed partial class S3FileStore
     /// </summary>
     private async Task DeleteUploadObjectsAsync(string prefix, string userKey, UploadState? state)
     {
+        _states.TryRemove(prefix, out _);
         if (state?.MultipartId is not null)
         {
             try
@@ -166,8 +185,24 @@ public sealed partial class S3FileStore
     private static UploadKeys LocateUpload(UserId user, UploadId id) =>
         new(UploadsPrefix + UserKey(user) + "/" + id + "/", BlobKey(UserKey(user), id.Value));
 
-    private Task WriteStateAsync(UploadKeys keys, UploadState state, CancellationToken cancellationToken) =>
-        WriteJsonAsync(keys.StateKey, state, UploadStateJson.Default.UploadState, cancellationToken);
+    private async Task WriteStateAsync(UploadKeys keys, UploadState state, CancellationToken cancellationToken)
+    {
+        await WriteJsonAsync(keys.StateKey, state, UploadStateJson.Default.UploadState, cancellationToken);
+        Remember(keys, state);
+    }
+
+    /// <summary>Keeps an unfinished upload's state in memory; a committed upload's is not needed again.</summary>
+    private void Remember(UploadKeys keys, UploadState state)
+    {
+        if (state.Info.IsCommitted)
+        {
+            _states.TryRemove(keys.Prefix, out _);
+        }
+        else
+        {
+            _states[keys.Prefix] = state;
+        }
+    }
 
     private Task<UploadState?> ReadStateAsync(string key, CancellationToken cancellationToken) =>
         ReadJsonAsync(key, UploadStateJson.Default.UploadState, cancellationToken);

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Net;
 using System.Runtime.CompilerServices;
 using System.Text.Json;
@@ -31,6 +32,12 @@ public sealed partial class S3FileStore : FileStore, IDisposable
     private readonly IAmazonS3 _s3;
     private readonly S3StoreOptions _options;
 
+    // Which names have a record, per user: one LIST when the user's first file is committed, then kept by this
+    // process's own switches and deletes (one process owns a user's prefix: one container per user), so that a
+    // save of a new name reads no previous record. Wrong only if another process wrote the prefix, and then only
+    // a replaced blob is left behind, never a wrong answer: reads always read the record.
+    private readonly ConcurrentDictionary<string, Lazy<Task<ConcurrentDictionary<string, byte>>>> _recordNames = new(StringComparer.Ordinal);
+
     public S3FileStore(S3StoreOptions options, TimeProvider? time = null, ILogger<S3FileStore>? logger = null)
         : this(options.CreateClient(), options, time, logger)
     {
@@ -60,12 +67,44 @@ public sealed partial class S3FileStore : FileStore, IDisposable
     private protected override Task<FileRecord?> ReadRecordAsync(FileKey file, CancellationToken cancellationToken) =>
         ReadJsonAsync(RecordKey(file), FileRecordJson.Default.FileRecord, cancellationToken);
 
+    private protected override async Task<FileRecord?> ReadReplacedRecordAsync(FileKey file) =>
+        (await RecordNamesAsync(file.UserKey)).ContainsKey(file.NameKey) ? await ReadRecordAsync(file, CancellationToken.None) : null;
+
     /// <summary>Serialized only: the switch is one PUT (atomic in S3 and R2).</summary>
     private protected override Task<PendingRecord> StageRecordAsync(FileKey file, FileRecord record) =>
-        Task.FromResult<PendingRecord>(new RecordPut(this, RecordKey(file), JsonSerializer.Serialize(record, FileRecordJson.Default.FileRecord)));
+        Task.FromResult<PendingRecord>(new RecordPut(this, file, JsonSerializer.Serialize(record, FileRecordJson.Default.FileRecord)));
 
-    private protected override Task DeleteRecordAsync(FileKey file, CancellationToken cancellationToken) =>
-        _s3.DeleteObjectAsync(_options.Bucket, RecordKey(file), cancellationToken);
+    private protected override async Task DeleteRecordAsync(FileKey file, CancellationToken cancellationToken)
+    {
+        await _s3.DeleteObjectAsync(_options.Bucket, RecordKey(file), cancellationToken);
+        (await RecordNamesAsync(file.UserKey)).TryRemove(file.NameKey, out _);
+    }
+
+    /// <summary>The names (keys) of the user's records, listed once and kept up to date by this process.</summary>
+    private async Task<ConcurrentDictionary<string, byte>> RecordNamesAsync(string userKey)
+    {
+        var names = _recordNames.GetOrAdd(userKey, key => new Lazy<Task<ConcurrentDictionary<string, byte>>>(() => ListRecordNamesAsync(key)));
+        try
+        {
+            return await names.Value;
+        }
+        catch
+        {
+            _recordNames.TryRemove(new KeyValuePair<string, Lazy<Task<ConcurrentDictionary<string, byte>>>>(userKey, names)); // the next call lists again
+            throw;
+        }
+    }
+
+    private async Task<ConcurrentDictionary<string, byte>> ListRecordNamesAsync(string userKey)
+    {
+        var names = new ConcurrentDictionary<string, byte>(StringComparer.Ordinal);
+        await foreach (var entry in ListObjectsAsync(UserPrefix(userKey) + "files/", CancellationToken.None))
+        {
+            names.TryAdd(entry.Key[(entry.Key.LastIndexOf('/') + 1)..], 0);
+        }
+
+        return names;
+    }
 
     private protected override async IAsyncEnumerable<FileRecord> ReadRecordsAsync(
         string userKey, [EnumeratorCancellation] CancellationToken cancellationToken)
@@ -193,9 +232,13 @@ public sealed partial class S3FileStore : FileStore, IDisposable
     // Content ids are fresh GUIDs (or a tus upload's id), so a blob key is never reused.
     private static string BlobKey(string userKey, string contentId) => UserPrefix(userKey) + "blobs/" + contentId;
 
-    private sealed class RecordPut(S3FileStore store, string key, string json) : PendingRecord
+    private sealed class RecordPut(S3FileStore store, FileKey file, string json) : PendingRecord
     {
-        public override Task SwitchAsync() => store.PutJsonAsync(key, json, CancellationToken.None);
+        public override async Task SwitchAsync()
+        {
+            await store.PutJsonAsync(RecordKey(file), json, CancellationToken.None);
+            (await store.RecordNamesAsync(file.UserKey)).TryAdd(file.NameKey, 0);
+        }
 
         public override ValueTask DisposeAsync() => ValueTask.CompletedTask;
     }
