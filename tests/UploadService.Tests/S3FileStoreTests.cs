@@ -86,4 +86,24 @@ public sealed class S3FileStoreTests(S3Server server) : FileStoreContractTests
         await content!.Content.CopyToAsync(copy);
         Assert.Equal(bytes, copy.ToArray());
     }
+
+    [Fact]
+    public async Task A_new_store_replaces_and_deletes_what_an_earlier_one_saved_without_leaving_its_blob()
+    {
+        // Which names have a record is listed by each store once: a wrong list would leave replaced blobs behind.
+        await SaveAsync("alice", "kept/a.bin", Bytes(100, seed: 1));
+        await SaveAsync("alice", "gone.bin", Bytes(100, seed: 2));
+
+        using var emptyDisk = new TempDirectory();
+        using var fresh = new S3FileStore(server.Options(_bucket, emptyDisk.Path)).Opened();
+        var replaced = Bytes(200, seed: 3);
+        await fresh.SaveAsync(User("alice"), File("kept/a.bin"), new MemoryStream(replaced), Binary, NoLimit, CancellationToken.None);
+        Assert.True(await fresh.DeleteAsync(User("alice"), File("gone.bin"), CancellationToken.None));
+        await fresh.SaveAsync(User("alice"), File("gone.bin"), new MemoryStream(Bytes(5, seed: 4)), Binary, NoLimit, CancellationToken.None);
+        await fresh.SaveAsync(User("alice"), File("gone.bin"), new MemoryStream(Bytes(6, seed: 5)), Binary, NoLimit, CancellationToken.None);
+
+        Assert.Equal(4, (await StoredEntriesAsync()).Count); // two records and their current blobs
+        Assert.Equal(replaced, await ReadAllAsync("alice", "kept/a.bin"));
+        Assert.Equal(200 + 6, await fresh.GetUsageAsync(User("alice"), CancellationToken.None));
+    }
 }

@@ -27,8 +27,8 @@ namespace UploadService.Storage;
 /// completes the multipart upload, commits its object as the file, without a copy, and writes the state once,
 /// committed. (That last write stays: the object alone cannot say the upload completed, since a newer save of the
 /// same name deletes it.) Its SHA-256 is the one the appends computed (<see cref="Tus.TusRunningHashes"/>), or read
-/// back where this process did not see every byte. The states this process wrote or read stay in memory until
-/// their upload is committed or removed (one process serves a user, and <see cref="Tus.TusLocks"/> serializes the
+/// back where this process did not see every byte. The states this process wrote stay in memory until their
+/// upload is committed or removed (one process serves a user, and <see cref="Tus.TusLocks"/> serializes the
 /// requests on one upload), so a request reads an upload's state at most once, and a PATCH after its creation not
 /// at all: a 4 KiB upload is four requests (its state at creation; its object, its record and its state).
 /// </summary>
@@ -36,7 +36,7 @@ public sealed partial class S3FileStore
 {
     private const string UploadsPrefix = "uploads/";
 
-    // The state of each unfinished upload as this process last wrote or read it, by its key prefix.
+    // The state of each unfinished upload as this process last wrote it, by its key prefix.
     private readonly ConcurrentDictionary<string, UploadState> _states = new(StringComparer.Ordinal);
 
     public override async Task<TusUpload> CreateUploadAsync(UserId user, TusUploadInfo upload, CancellationToken cancellationToken)
@@ -55,14 +55,10 @@ public sealed partial class S3FileStore
             return new Upload(this, user, keys, known);
         }
 
+        // Read, not remembered: only what this process writes fills the memory (a HEAD, which takes no lock,
+        // could otherwise bring back the state of an upload that a termination is removing).
         var state = await ReadStateAsync(keys.StateKey, cancellationToken);
-        if (state is null)
-        {
-            return null;
-        }
-
-        Remember(keys, state);
-        return new Upload(this, user, keys, state);
+        return state is null ? null : new Upload(this, user, keys, state);
     }
 
     public override async Task<TusUpload> ConcatenateAsync(
@@ -98,29 +94,36 @@ public sealed partial class S3FileStore
         var removed = 0;
         await foreach (var entry in ListObjectsAsync(UploadsPrefix, cancellationToken))
         {
-            if (!entry.Key.EndsWith("/state", StringComparison.Ordinal))
+            // uploads/{userKey}/{id}/state, nothing else; a state that cannot be read (another layout, outside
+            // damage) is swept too: its tails go, never a blob.
+            if (entry.Key.Split('/') is not ["uploads", var userKey, var id, "state"] || !UploadId.TryParse(id, out _))
             {
                 continue;
             }
 
-            // uploads/{userKey}/{id}/state; a state that cannot be read (another layout, outside damage) is swept
-            // too: its tails go, never a blob.
-            var prefix = entry.Key[..^"state".Length];
-            var segments = prefix.Split('/');
             var state = await ReadStateAsync(entry.Key, cancellationToken);
             if (state is not null && !state.Info.IsExpired(now))
             {
                 continue;
             }
 
-            using var held = tryLock(segments[^2]);
+            using var held = tryLock(id);
             if (held is null)
             {
                 continue; // being written right now; its request ends (and extends the expiry) or a later sweep gets it
             }
 
-            await DeleteUploadObjectsAsync(prefix, segments[^3], state);
+            await DeleteUploadObjectsAsync(entry.Key[..^"state".Length], userKey, state);
             removed++;
+        }
+
+        // What another process removed (the bucket is shared) is not in the listing: expired states leave memory too.
+        foreach (var (prefix, known) in _states)
+        {
+            if (known.Info.IsExpired(now))
+            {
+                _states.TryRemove(prefix, out _);
+            }
         }
 
         return removed;

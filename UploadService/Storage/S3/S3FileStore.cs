@@ -77,7 +77,12 @@ public sealed partial class S3FileStore : FileStore, IDisposable
     private protected override async Task DeleteRecordAsync(FileKey file, CancellationToken cancellationToken)
     {
         await _s3.DeleteObjectAsync(_options.Bucket, RecordKey(file), cancellationToken);
-        (await RecordNamesAsync(file.UserKey)).TryRemove(file.NameKey, out _);
+        // Only a list already made is updated (a name wrongly present costs one read later; a list made now
+        // would not have it anyway).
+        if (_recordNames.TryGetValue(file.UserKey, out var names) && names.IsValueCreated && names.Value.IsCompletedSuccessfully)
+        {
+            names.Value.Result.TryRemove(file.NameKey, out _);
+        }
     }
 
     /// <summary>The names (keys) of the user's records, listed once and kept up to date by this process.</summary>
@@ -236,8 +241,10 @@ public sealed partial class S3FileStore : FileStore, IDisposable
     {
         public override async Task SwitchAsync()
         {
-            await store.PutJsonAsync(RecordKey(file), json, CancellationToken.None);
+            // Present before the PUT: a PUT whose answer is lost may have landed, and a name wrongly present
+            // costs one read later, where one wrongly absent would leave its replaced blob behind.
             (await store.RecordNamesAsync(file.UserKey)).TryAdd(file.NameKey, 0);
+            await store.PutJsonAsync(RecordKey(file), json, CancellationToken.None);
         }
 
         public override ValueTask DisposeAsync() => ValueTask.CompletedTask;
