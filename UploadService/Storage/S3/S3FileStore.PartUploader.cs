@@ -12,7 +12,9 @@ public sealed partial class S3FileStore
     /// rest (a single PUT when there was no full part). A tus append continues a multipart upload
     /// (<paramref name="uploadId"/>, <paramref name="parts"/>) and keeps the unfinished part with
     /// <see cref="PutTailAsync"/> instead. Disposing without completing aborts a multipart upload that this
-    /// instance started and removes the scratch file.
+    /// instance started and removes the scratch file. The SDK's own MD5 of every body (its default checksum
+    /// validation) is off: each request signs its payload's SHA-256 (SigV4), which the store checks, so the MD5
+    /// only cost a third pass over the bytes (with the file's own SHA-256).
     /// </summary>
     private sealed class PartUploader(S3FileStore store, string key, string? uploadId = null, IEnumerable<PartETag>? parts = null) : Stream
     {
@@ -62,7 +64,7 @@ public sealed partial class S3FileStore
             if (_uploadId is null)
             {
                 await CloseScratchAsync();
-                var request = new PutObjectRequest { BucketName = store._options.Bucket, Key = key, UseChunkEncoding = false };
+                var request = new PutObjectRequest { BucketName = store._options.Bucket, Key = key, UseChunkEncoding = false, DisableDefaultChecksumValidation = true };
                 if (File.Exists(_scratchPath))
                 {
                     request.FilePath = _scratchPath;
@@ -106,6 +108,7 @@ public sealed partial class S3FileStore
                     Key = tailKey,
                     FilePath = _scratchPath,
                     UseChunkEncoding = false,
+                    DisableDefaultChecksumValidation = true,
                 }, CancellationToken.None);
             }
 
@@ -133,6 +136,7 @@ public sealed partial class S3FileStore
                 PartNumber = partNumber,
                 FilePath = _scratchPath,
                 UseChunkEncoding = false,
+                DisableDefaultChecksumValidation = true,
             }, cancellationToken);
             _parts.Add(new PartETag(partNumber, response.ETag));
             File.Delete(_scratchPath);
