@@ -252,14 +252,7 @@ public sealed class FileSystemQuotaTests : QuotaTests
 [Collection(S3ServerCollection.Name)]
 public sealed class S3QuotaTests(S3Server server) : QuotaTests
 {
-    protected override async Task<Dictionary<string, string>> SettingsAsync() => new()
-    {
-        ["Storage:Provider"] = "s3",
-        ["Storage:S3:ServiceUrl"] = server.ServiceUrl,
-        ["Storage:S3:Bucket"] = await server.CreateBucketAsync(),
-        ["Storage:S3:AccessKeyId"] = S3Server.AccessKeyId,
-        ["Storage:S3:SecretAccessKey"] = S3Server.SecretAccessKey,
-    };
+    protected override async Task<Dictionary<string, string>> SettingsAsync() => server.ServiceSettings(await server.CreateBucketAsync());
 }
 
 /// <summary>A body of unknown length: HttpClient sends it chunked (no Content-Length).</summary>

@@ -27,17 +27,11 @@ public sealed class S3RequestCountTests(S3Server server) : IAsyncLifetime
     public async Task InitializeAsync()
     {
         var bucket = await server.CreateBucketAsync();
+        var settings = server.ServiceSettings(bucket);
+        settings["Storage:S3:PartSizeBytes"] = PartSize.ToString();
+        settings["Upload:MaxFileBytes"] = (64 * PartSize).ToString();
         _service = UploadServiceFactory.WithSettings(
-            new Dictionary<string, string>
-            {
-                ["Storage:Provider"] = "s3",
-                ["Storage:S3:ServiceUrl"] = server.ServiceUrl,
-                ["Storage:S3:Bucket"] = bucket,
-                ["Storage:S3:AccessKeyId"] = S3Server.AccessKeyId,
-                ["Storage:S3:SecretAccessKey"] = S3Server.SecretAccessKey,
-                ["Storage:S3:PartSizeBytes"] = PartSize.ToString(),
-                ["Upload:MaxFileBytes"] = (64 * PartSize).ToString(),
-            },
+            settings,
             services => services.AddSingleton<IAmazonS3>(provider =>
             {
                 var options = provider.GetRequiredService<S3StoreOptions>();

@@ -94,6 +94,17 @@ public sealed class S3Server : IAsyncLifetime
         ScratchDirectory = scratchDirectory,
     };
 
+    /// <summary>The upload service's settings for the s3 backend on <paramref name="bucket"/> of this server.</summary>
+    public Dictionary<string, string> ServiceSettings(string bucket) => new()
+    {
+        ["Storage:Provider"] = "s3",
+        ["Storage:S3:ServiceUrl"] = ServiceUrl,
+        ["Storage:S3:Bucket"] = bucket,
+        ["Storage:S3:AccessKeyId"] = AccessKeyId,
+        ["Storage:S3:SecretAccessKey"] = SecretAccessKey,
+        ["Storage:S3:Region"] = "auto",
+    };
+
     /// <summary>A client configured exactly as the store configures its own.</summary>
     public AmazonS3Client CreateClient() => Options("unused", Path.GetTempPath()).CreateClient();
 

@@ -22,15 +22,7 @@ public sealed class S3ServiceTests(S3Server server) : IAsyncLifetime
         _service = UploadServiceFactory.WithSettings(Settings());
     }
 
-    private Dictionary<string, string> Settings() => new()
-    {
-        ["Storage:Provider"] = "s3",
-        ["Storage:S3:ServiceUrl"] = server.ServiceUrl,
-        ["Storage:S3:Bucket"] = _bucket,
-        ["Storage:S3:AccessKeyId"] = S3Server.AccessKeyId,
-        ["Storage:S3:SecretAccessKey"] = S3Server.SecretAccessKey,
-        ["Storage:S3:Region"] = "auto",
-    };
+    private Dictionary<string, string> Settings() => server.ServiceSettings(_bucket);
 
     public async Task DisposeAsync() => await _service!.DisposeAsync();
 
