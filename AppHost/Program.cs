@@ -11,10 +11,6 @@ try
     // generated for each run locally; in production a wrangler secret handed to the container.
     var internalSecret = builder.AddParameter("internal-secret", new GenerateParameterDefault { MinLength = 48, Special = false }, secret: true);
 
-    // Storage: a local S3-compatible server `s3` standing in for R2, where files outlive a sleeping container
-    // (`--storage filesystem`: each instance's own disk instead, gone when it sleeps, as on Cloudflare without R2)
-    var s3 = builder.AddLocalStorage("s3");
-
     // Edge: the Worker and its per-user Durable Objects under `wrangler dev` (the development entry point, which
     // gives each Durable Object its local container); it also serves the upload page at / (the dashboard links to
     // it signed in as a dev user)
@@ -31,6 +27,12 @@ try
     // environment the object passes (secrets, storage, telemetry), as on Cloudflare: a process of the project, or
     // with `container` a container of the image. `shared` runs one `upload-service` that every object forwards to.
     var mode = builder.SelectUploadServiceMode();
+
+    // Storage (`--storage`, see docs/local-modes.md): by default R2 as production reaches it, wrangler dev's emulation
+    // behind each user's Durable Object; `s3` a local S3-compatible server `s3` with its keys in every instance (the
+    // shared mode's default); `filesystem` each instance's own disk, gone when it sleeps
+    var storage = builder.SelectLocalStorage(mode);
+    var s3 = storage == LocalStorage.S3 ? builder.AddLocalS3("s3") : null;
     if (mode == UploadServiceMode.Shared)
     {
         var uploadService = builder.AddSharedUploadService(UploadServiceExtensions.ServiceName, internalSecret)
@@ -43,7 +45,7 @@ try
         var runtime = builder.AddContainerRuntime("user-containers",
             mode == UploadServiceMode.Project ? null : builder.ContainerEngine(), ifEngineAnswers: mode == UploadServiceMode.Auto);
         worker.WithContainerRuntime(runtime, authSecret)
-            .WithStorage(s3);
+            .WithStorage(storage, s3);
     }
 
     builder.Build().Run();

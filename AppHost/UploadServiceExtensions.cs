@@ -20,7 +20,18 @@ public enum UploadServiceMode
     Shared,
 }
 
-// How the AppHost runs the upload service (the local modes) and where its files go (the local S3 server or its disk).
+/// <summary>Where files go locally (`--storage`): see docs/local-modes.md.</summary>
+public enum LocalStorage
+{
+    /// <summary>As in production: the R2 binding (wrangler dev's emulation) behind each user's Durable Object; per-user modes only.</summary>
+    R2,
+    /// <summary>A local S3-compatible server, its keys in every instance: the "any S3" setup.</summary>
+    S3,
+    /// <summary>Each instance's own disk, gone when it sleeps (as on Cloudflare without a bucket).</summary>
+    Filesystem,
+}
+
+// How the AppHost runs the upload service (the local modes) and where its files go (R2, the local S3 server or its disk).
 public static class UploadServiceExtensions
 {
     /// <summary>Configuration key of the mode; `--upload-service project|container|shared|auto` sets it too.</summary>
@@ -86,33 +97,45 @@ public static class UploadServiceExtensions
     public static string ContainerEngine(this IDistributedApplicationBuilder builder) =>
         builder.Configuration["ASPIRE_CONTAINER_RUNTIME"] ?? builder.Configuration["DOTNET_ASPIRE_CONTAINER_RUNTIME"] ?? "docker";
 
-    /// <summary>Configuration key of the storage backend; `--storage s3|filesystem` sets it too.</summary>
+    /// <summary>Configuration key of the storage; `--storage r2|s3|filesystem` sets it too.</summary>
     public const string StorageKey = "Storage:Provider";
     private const string StorageSwitch = "storage";
     private const string LocalBucket = "uploads";
 
     /// <summary>
-    /// Where files outlive a sleeping container. With <c>s3</c> (the default): s3rver, a local S3-compatible
-    /// server from tests/s3-server (npm), standing in for R2, with its data in <c>.data/s3/</c> and a bucket
-    /// <c>uploads</c>. With <c>filesystem</c>: nothing (null); the upload service keeps its files on its own disk.
+    /// Where files outlive a sleeping instance, as asked for: <c>r2</c> by default in the per-user modes, <c>s3</c> in
+    /// the shared mode, whose one process for every user has no Durable Object in front of it to reach R2 through.
     /// </summary>
-    public static IResourceBuilder<ExecutableResource>? AddLocalStorage(this IDistributedApplicationBuilder builder, string s3Name)
+    public static LocalStorage SelectLocalStorage(this IDistributedApplicationBuilder builder, UploadServiceMode mode)
     {
-        var provider = builder.Configuration[StorageSwitch] ?? builder.Configuration[StorageKey] ?? "s3";
-        if (provider.Equals("filesystem", StringComparison.OrdinalIgnoreCase))
+        var requested = builder.Configuration[StorageSwitch] ?? builder.Configuration[StorageKey];
+        if (requested is null)
         {
-            return null;
+            return mode == UploadServiceMode.Shared ? LocalStorage.S3 : LocalStorage.R2;
         }
-        if (!provider.Equals("s3", StringComparison.OrdinalIgnoreCase))
+        if (!Enum.TryParse<LocalStorage>(requested, ignoreCase: true, out var storage) || !Enum.IsDefined(storage) || char.IsDigit(requested[0]))
         {
-            throw new AppHostSetupException($"unknown storage '{provider}' ({StorageKey} / --{StorageSwitch}): use s3 or filesystem.");
+            throw new AppHostSetupException($"unknown storage '{requested}' ({StorageKey} / --{StorageSwitch}): use r2, s3 or filesystem.");
         }
+        if (storage == LocalStorage.R2 && mode == UploadServiceMode.Shared)
+        {
+            throw new AppHostSetupException("--storage r2 reaches the bucket through each user's Durable Object, which the shared upload service " +
+                "(one process for every user) does not have: use --storage s3 (its default) or filesystem with --upload-service shared.");
+        }
+        return storage;
+    }
 
+    /// <summary>
+    /// The local S3-compatible server for <see cref="LocalStorage.S3"/>: s3rver from tests/s3-server (npm), with its data
+    /// in <c>.data/s3/</c> and a bucket <c>uploads</c>.
+    /// </summary>
+    public static IResourceBuilder<ExecutableResource> AddLocalS3(this IDistributedApplicationBuilder builder, string name)
+    {
         var serverDirectory = S3rver.Folder(builder.RepositoryRoot());
-        var install = builder.AddExecutable($"{s3Name}-install", "npm", serverDirectory,
+        var install = builder.AddExecutable($"{name}-install", "npm", serverDirectory,
                 "install", "--no-audit", "--no-fund", "--loglevel=warn")
             .ExcludeFromManifest();
-        var s3 = builder.AddExecutable(s3Name, "node", serverDirectory,
+        var s3 = builder.AddExecutable(name, "node", serverDirectory,
                 [S3rver.Script, .. S3rver.Arguments(builder.LocalDataPath("s3"), bucket: LocalBucket)])
             .WithHttpEndpoint(name: "http")
             .WithHttpHealthCheck("/")
@@ -125,34 +148,42 @@ public static class UploadServiceExtensions
     }
 
     /// <summary>
-    /// Per-user instances: the Worker gets the bucket's settings as it gets R2's in production (R2_* vars), and its
-    /// Durable Objects hand them to their instances in <c>envVars</c>. With the filesystem backend, a warning.
+    /// Per-user instances: the Worker's <c>FILE_STORAGE</c> tells the Durable Objects what to hand their instances
+    /// (worker/src/env.ts). <c>r2</c>: the R2 binding, which wrangler dev emulates (data under <c>.data/wrangler/</c>),
+    /// reached through each object's outbound handler; <c>s3</c>: the local S3 server's settings as R2_* vars, keys
+    /// included, as production's explicit S3 mode; <c>disk</c>: nothing, with a warning.
     /// </summary>
     public static IResourceBuilder<ExecutableResource> WithStorage(
-        this IResourceBuilder<ExecutableResource> worker, IResourceBuilder<ExecutableResource>? s3)
+        this IResourceBuilder<ExecutableResource> worker, LocalStorage storage, IResourceBuilder<ExecutableResource>? s3)
     {
-        if (s3 is null)
+        switch (storage)
         {
-            worker.ApplicationBuilder.Eventing.Subscribe<BeforeStartEvent>((e, _) =>
-            {
-                e.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Aspire.Hosting.UploadService").LogWarning(
-                    "Storage: filesystem. Each upload-service instance keeps its files on its own disk, which is deleted when " +
-                    "the instance sleeps or stops, as on Cloudflare without R2. Run with --storage s3 (the default) to keep them.");
-                return Task.CompletedTask;
-            });
-            return worker;
+            case LocalStorage.R2:
+                return worker.WithEnvironment("FILE_STORAGE", "r2");
+            case LocalStorage.Filesystem:
+                worker.ApplicationBuilder.Eventing.Subscribe<BeforeStartEvent>((e, _) =>
+                {
+                    e.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Aspire.Hosting.UploadService").LogWarning(
+                        "Storage: filesystem. Each upload-service instance keeps its files on its own disk, which is deleted when " +
+                        "the instance sleeps or stops, as on Cloudflare without R2. Run with --storage r2 (the default) to keep them.");
+                    return Task.CompletedTask;
+                });
+                return worker.WithEnvironment("FILE_STORAGE", "disk");
+            default:
+                ArgumentNullException.ThrowIfNull(s3);
+                return worker
+                    .WithEnvironment("FILE_STORAGE", "s3")
+                    .WithEnvironment("R2_ENDPOINT", s3.GetEndpoint("http"))
+                    .WithEnvironment("R2_BUCKET", LocalBucket)
+                    .WithEnvironment("R2_ACCESS_KEY_ID", S3rver.Account)
+                    .WithEnvironment("R2_SECRET_ACCESS_KEY", S3rver.Account)
+                    .WaitFor(s3);
         }
-        return worker
-            .WithEnvironment("R2_ENDPOINT", s3.GetEndpoint("http"))
-            .WithEnvironment("R2_BUCKET", LocalBucket)
-            .WithEnvironment("R2_ACCESS_KEY_ID", S3rver.Account)
-            .WithEnvironment("R2_SECRET_ACCESS_KEY", S3rver.Account)
-            .WaitFor(s3);
     }
 
     /// <summary>
-    /// The shared upload service: its settings point at the bucket directly, or it keeps its files on its disk in
-    /// <c>.data/uploads/</c> (which with s3 holds only part scratch files).
+    /// The shared upload service: its settings point at the bucket directly (<paramref name="s3"/>), or it keeps its
+    /// files on its disk in <c>.data/uploads/</c> (which with s3 holds only part scratch files).
     /// </summary>
     public static IResourceBuilder<ProjectResource> WithStorage(
         this IResourceBuilder<ProjectResource> uploadService, IResourceBuilder<ExecutableResource>? s3)

@@ -94,6 +94,9 @@ public static partial class ContainerRuntimeExtensions
                 context.EnvironmentVariables["CONTAINER_RUNTIME_URL"] = resource.Url?.ToString()
                     ?? throw new InvalidOperationException($"{resource.Name} has not started.");
                 context.EnvironmentVariables["CONTAINER_RUNTIME_TOKEN"] = resource.Token;
+                // Where instances reach the Worker's outbound route: their storage and telemetry (worker/src/dev/outbound-route.ts).
+                context.EnvironmentVariables["LOCAL_WORKER_URL"] =
+                    ReferenceExpression.Create($"http://127.0.0.1:{worker.GetEndpoint("http").Property(EndpointProperty.TargetPort)}");
                 if (resource.Settings.SleepAfter is { } sleepAfter)
                 {
                     context.EnvironmentVariables["CONTAINERS_SLEEP_AFTER"] = sleepAfter;

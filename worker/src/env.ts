@@ -26,6 +26,22 @@ export interface RuntimeVars {
    * which refuses unsigned requests (`wrangler secret put INTERNAL_SECRET`; the AppHost generates one).
    */
   INTERNAL_SECRET: string;
+  /**
+   * Where each user's container keeps its files:
+   * - `r2` (the default): the R2 bucket bound as FILES (wrangler.toml), which the container reaches at
+   *   http://storage.internal through its Durable Object's outbound handler (storage-gateway.ts): it holds no key
+   *   and reaches only its own user's keys.
+   * - `s3`: any S3-compatible store through its S3 API, with the R2_* settings below handed to every container:
+   *   this trusts each container with the whole bucket, every user's files (docs/security.md).
+   * - `disk`: the container's own disk, lost when it sleeps.
+   */
+  FILE_STORAGE?: string;
+  /** `FILE_STORAGE=s3`: the endpoint (R2_ENDPOINT, or R2's for R2_ACCOUNT_ID), the bucket and its keys. */
+  R2_ENDPOINT?: string;
+  R2_ACCOUNT_ID?: string;
+  R2_BUCKET?: string;
+  R2_ACCESS_KEY_ID?: string;
+  R2_SECRET_ACCESS_KEY?: string;
   /** Browser origins allowed by CORS: comma-separated, or `*`; unset allows loopback origins only (cors.ts). */
   CORS_ALLOWED_ORIGINS?: string;
   /** OTLP/HTTP base URL; unset (production default) means no telemetry is exported. */

@@ -68,5 +68,8 @@ export default instrument(handler, telemetryConfig);
 export const UserAppContainer = instrumentDO(UserAppContainerClass, telemetryConfig);
 export type UserAppContainer = UserAppContainerClass; // for the typed namespace in worker-configuration.d.ts
 
+/** What answers a container's outbound requests for its Durable Object (the Container class finds it in ctx.exports). */
+export { ContainerProxy } from "@cloudflare/containers";
+
 /** The list of users' containers behind the admin API; called over RPC only, so not instrumented. */
 export { ContainerDirectory } from "./container-directory";

@@ -54,6 +54,28 @@ export const telemetryConfig: ResolveConfigFn<Env> = (env): TraceConfig => {
   return { service, instrumentation, exporter, sampling: { headSampler: dropProbes } };
 };
 
+/** The host a container sends its telemetry to; its Durable Object's outbound handler forwards it (telemetryOutbound). */
+export const TELEMETRY_HOST = "otlp.internal";
+
+/**
+ * A container's OTLP/HTTP export (POST /v1/traces, /v1/metrics, /v1/logs), forwarded to the Worker's
+ * OTEL_EXPORTER_OTLP_ENDPOINT with its OTEL_EXPORTER_OTLP_HEADERS added here: the endpoint's credentials
+ * never enter a container, and a container without internet access can still export.
+ */
+export async function telemetryOutbound(request: Request, env: Env): Promise<Response> {
+  const endpoint = env.OTEL_EXPORTER_OTLP_ENDPOINT?.replace(/\/+$/, "");
+  const { pathname } = new URL(request.url);
+  if (!endpoint || request.method !== "POST" || !/^\/v1\/(traces|metrics|logs)$/.test(pathname)) {
+    return new Response("Not an OTLP export this Worker forwards.", { status: 404 });
+  }
+  const headers = new Headers(parseKeyValueList(env.OTEL_EXPORTER_OTLP_HEADERS));
+  for (const name of ["Content-Type", "Content-Encoding"]) {
+    const value = request.headers.get(name);
+    if (value) headers.set(name, value);
+  }
+  return fetch(endpoint + pathname, { method: "POST", headers, body: request.body });
+}
+
 /** Parses the OTEL_* list format `key=value,key2=value2` (values may be URL-encoded). */
 export function parseKeyValueList(list: string | undefined): Record<string, string> {
   const result: Record<string, string> = {};

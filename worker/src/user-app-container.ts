@@ -4,19 +4,32 @@ import { ADMIN_PREFIX } from "./admin";
 import { type ContainerDirectory, DIRECTORY_NAME } from "./container-directory";
 import { signForUploadService } from "./internal-signature";
 import { problem } from "./problem";
-import { injectTraceContext, inSpan } from "./telemetry";
+import { STORAGE_BUCKET, STORAGE_HOST, type StorageParams, storageOutbound, userStorageKey } from "./storage-gateway";
+import { injectTraceContext, inSpan, TELEMETRY_HOST, telemetryOutbound } from "./telemetry";
 
 /**
  * One per user (the Worker addresses it with `getByName(userId)`): a Durable Object that owns that
  * user's upload-service container, starts it on demand and lets it sleep when idle.
  */
 export class UserAppContainer extends Container<Env> {
+  // The container's only way out: its storage requests, answered in this Worker (storage-gateway.ts). An
+  // assignment, not a field: the class's static setter registers the handlers under this class's name.
+  static {
+    this.outboundHandlers = { storage: storageOutbound };
+    this.outboundByHost = { [TELEMETRY_HOST]: telemetryOutbound };
+  }
+
   // Port the upload service listens on inside the container (ASPNETCORE_HTTP_PORTS below).
   override defaultPort = 8000;
   // Stop the container after this much inactivity; the next request starts it again.
   override sleepAfter = "10m";
-  // Environment of the container process; OTLP settings only when the Worker has them (else no export).
-  override envVars = containerEnvVars(this.env);
+  /** What the Worker's secrets and vars say the container gets, or what is wrong with them. */
+  readonly #settings = containerSettings(this.env);
+  // Environment of the container process: the signing key, the storage, telemetry when the Worker exports it.
+  override envVars = "error" in this.#settings ? {} : this.#settings.envVars;
+  // No internet: the container reaches only the hosts this object answers (outboundByHost above), except with
+  // `s3` storage, which connects to its endpoint directly.
+  override enableInternet = !("error" in this.#settings) && this.#settings.storage === "s3";
 
   /** Learnt from the Worker's X-User-Id where the runtime gives the object no name. */
   #requestUserId: string | undefined;
@@ -32,9 +45,7 @@ export class UserAppContainer extends Container<Env> {
     // admin role; user requests reach this object only for the user routes (/files, /uploads).
     if (new URL(request.url).pathname.startsWith(`${ADMIN_PREFIX}/`)) return this.#admin(request);
     this.#requestUserId ??= request.headers.get("X-User-Id") ?? undefined;
-    if (!this.env.INTERNAL_SECRET) {
-      return problem(500, "The upload service's signing key is not configured (INTERNAL_SECRET is unset).");
-    }
+    if ("error" in this.#settings) return problem(500, this.#settings.error);
     // The container's TCP port does not propagate trace context: hand it this object's span.
     const headers = new Headers(request.headers);
     injectTraceContext(headers);
@@ -43,7 +54,7 @@ export class UserAppContainer extends Container<Env> {
     const method = request.method === "PATCH" ? "POST" : request.method;
     if (method !== request.method) headers.set("X-HTTP-Method-Override", request.method);
     // The service serves only requests signed with the secret it shares with this object.
-    await signForUploadService(this.env.INTERNAL_SECRET, method, request.url, headers);
+    await signForUploadService(this.#settings.envVars.INTERNAL_SECRET, method, request.url, headers);
     try {
       return await asProblemDetails(await super.fetch(new Request(request, { method, headers })), request.method);
     } catch (error) {
@@ -52,9 +63,17 @@ export class UserAppContainer extends Container<Env> {
     }
   }
 
-  /** A wake (start and readiness wait) is a span of its own under this object's span. */
+  /**
+   * A wake (start and readiness wait) is a span of its own under this object's span. Before the start, the
+   * storage handler is bound to this object's user: the handler takes the user from these params only.
+   */
   override async startAndWaitForPorts(...args: Parameters<Container["startAndWaitForPorts"]>): Promise<void> {
-    return inSpan("UserAppContainer start", () => super.startAndWaitForPorts(...args));
+    return inSpan("UserAppContainer start", async () => {
+      if (!("error" in this.#settings) && this.#settings.storage === "r2") {
+        await this.setOutboundByHost<StorageParams>(STORAGE_HOST, "storage", { userKey: await userStorageKey(this.userId) });
+      }
+      return super.startAndWaitForPorts(...args);
+    });
   }
 
   override onStart(): void {
@@ -107,43 +126,51 @@ export class UserAppContainer extends Container<Env> {
   }
 }
 
-/**
- * Durable storage: with these set (`R2_ACCOUNT_ID` and `R2_BUCKET` as vars, the two keys as
- * `wrangler secret put`), the container keeps its files in that R2 bucket through R2's S3 API; without
- * them it keeps them on its own disk, which is lost when the container sleeps. `R2_ENDPOINT` replaces
- * the account's R2 endpoint with any S3-compatible one (locally: the AppHost's S3 server).
- */
-interface R2Vars {
-  R2_ENDPOINT: string;
-  R2_ACCOUNT_ID: string;
-  R2_BUCKET: string;
-  R2_ACCESS_KEY_ID: string;
-  R2_SECRET_ACCESS_KEY: string;
-}
+/** Where the container keeps its files: the `FILE_STORAGE` var (env.ts). */
+export type FileStorage = "r2" | "s3" | "disk";
 
-function containerEnvVars(env: Env & Partial<R2Vars>): Record<string, string> {
-  const vars: Record<string, string> = {
+/** The signature the s3 backend sends, unchecked: the handler decides by the user bound to it (see above). */
+const UNCHECKED_KEY = "no-key-the-durable-object-answers";
+
+type ContainerSettings = { storage: FileStorage; envVars: Record<string, string> & { INTERNAL_SECRET: string } } | { error: string };
+
+function containerSettings(env: Env): ContainerSettings {
+  // The key the service checks this object's signatures with (a wrangler secret; see internal-signature.ts).
+  if (!env.INTERNAL_SECRET) return { error: "The upload service's signing key is not configured (INTERNAL_SECRET is unset)." };
+  const envVars = {
     ASPNETCORE_HTTP_PORTS: "8000", // = defaultPort
     OTEL_SERVICE_NAME: "upload-service",
+    INTERNAL_SECRET: env.INTERNAL_SECRET,
   };
-  // The key the service checks this object's signatures with (a wrangler secret; see internal-signature.ts).
-  if (env.INTERNAL_SECRET) vars.INTERNAL_SECRET = env.INTERNAL_SECRET;
-  const endpoint = env.R2_ENDPOINT || (env.R2_ACCOUNT_ID && `https://${env.R2_ACCOUNT_ID}.r2.cloudflarestorage.com`);
-  if (endpoint && env.R2_BUCKET && env.R2_ACCESS_KEY_ID && env.R2_SECRET_ACCESS_KEY) {
-    vars.Storage__Provider = "s3";
-    vars.Storage__S3__ServiceUrl = endpoint;
-    vars.Storage__S3__Bucket = env.R2_BUCKET;
-    vars.Storage__S3__AccessKeyId = env.R2_ACCESS_KEY_ID;
-    vars.Storage__S3__SecretAccessKey = env.R2_SECRET_ACCESS_KEY;
-    vars.Storage__S3__Region = "auto";
+  const storage = env.FILE_STORAGE || "r2";
+  if (storage === "r2") {
+    // The SDK signs every request; with no real key to sign with, it gets a placeholder that nobody checks.
+    Object.assign(envVars, s3Settings(`http://${STORAGE_HOST}`, STORAGE_BUCKET, UNCHECKED_KEY, UNCHECKED_KEY));
+  } else if (storage === "s3") {
+    const endpoint = env.R2_ENDPOINT || (env.R2_ACCOUNT_ID && `https://${env.R2_ACCOUNT_ID}.r2.cloudflarestorage.com`);
+    if (!endpoint || !env.R2_BUCKET || !env.R2_ACCESS_KEY_ID || !env.R2_SECRET_ACCESS_KEY) {
+      return { error: "FILE_STORAGE is s3: set R2_ENDPOINT or R2_ACCOUNT_ID, R2_BUCKET, R2_ACCESS_KEY_ID and R2_SECRET_ACCESS_KEY." };
+    }
+    Object.assign(envVars, s3Settings(endpoint, env.R2_BUCKET, env.R2_ACCESS_KEY_ID, env.R2_SECRET_ACCESS_KEY));
+  } else if (storage !== "disk") {
+    return { error: `FILE_STORAGE is ${storage}: use r2, s3 or disk.` };
   }
   if (env.OTEL_EXPORTER_OTLP_ENDPOINT) {
-    vars.OTEL_EXPORTER_OTLP_ENDPOINT = env.OTEL_EXPORTER_OTLP_ENDPOINT;
-    // The Worker's endpoint is OTLP/HTTP; the .NET exporter defaults to gRPC.
-    vars.OTEL_EXPORTER_OTLP_PROTOCOL = "http/protobuf";
-    if (env.OTEL_EXPORTER_OTLP_HEADERS) vars.OTEL_EXPORTER_OTLP_HEADERS = env.OTEL_EXPORTER_OTLP_HEADERS;
+    // Through this object (telemetryOutbound), which adds the endpoint's headers: the container holds none.
+    Object.assign(envVars, { OTEL_EXPORTER_OTLP_ENDPOINT: `http://${TELEMETRY_HOST}`, OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf" });
   }
-  return vars;
+  return { storage: storage as FileStorage, envVars };
+}
+
+function s3Settings(serviceUrl: string, bucket: string, accessKeyId: string, secretAccessKey: string): Record<string, string> {
+  return {
+    Storage__Provider: "s3",
+    Storage__S3__ServiceUrl: serviceUrl,
+    Storage__S3__Bucket: bucket,
+    Storage__S3__AccessKeyId: accessKeyId,
+    Storage__S3__SecretAccessKey: secretAccessKey,
+    Storage__S3__Region: "auto",
+  };
 }
 
 /**

@@ -39,6 +39,9 @@ public sealed partial class S3FileStore
     // The state of each unfinished upload as this process last wrote it, by its key prefix.
     private readonly ConcurrentDictionary<string, UploadState> _states = new(StringComparer.Ordinal);
 
+    // The users (keys) whose uploads this process has touched: the ones its expiry sweep looks at.
+    private readonly ConcurrentDictionary<string, byte> _uploaders = new(StringComparer.Ordinal);
+
     public override async Task<TusUpload> CreateUploadAsync(UserId user, TusUploadInfo upload, CancellationToken cancellationToken)
     {
         var keys = LocateUpload(user, UploadId.Stored(upload.Id));
@@ -89,14 +92,39 @@ public sealed partial class S3FileStore
         return new Upload(this, user, keys, state);
     }
 
+    /// <summary>
+    /// Sweeps the uploads of the users this process has served since it started, one prefix each: a container serves
+    /// one user and may list nothing else (through its Durable Object it is refused the rest of the bucket). Uploads
+    /// of a user who never comes back are left to the bucket's lifecycle rule (docs/storage.md).
+    /// </summary>
     public override async Task<int> DeleteExpiredUploadsAsync(DateTimeOffset now, Func<string, IDisposable?> tryLock, CancellationToken cancellationToken)
     {
         var removed = 0;
-        await foreach (var entry in ListObjectsAsync(UploadsPrefix, cancellationToken))
+        foreach (var uploader in _uploaders.Keys)
+        {
+            removed += await DeleteExpiredUploadsAsync(uploader, now, tryLock, cancellationToken);
+        }
+
+        // What another process removed (the bucket is shared) is not in the listing: expired states leave memory too.
+        foreach (var (prefix, known) in _states)
+        {
+            if (known.Info.IsExpired(now))
+            {
+                _states.TryRemove(prefix, out _);
+            }
+        }
+
+        return removed;
+    }
+
+    private async Task<int> DeleteExpiredUploadsAsync(string userKey, DateTimeOffset now, Func<string, IDisposable?> tryLock, CancellationToken cancellationToken)
+    {
+        var removed = 0;
+        await foreach (var entry in ListObjectsAsync(UploadsPrefix + userKey + "/", cancellationToken))
         {
             // uploads/{userKey}/{id}/state, nothing else; a state that cannot be read (another layout, outside
             // damage) is swept too: its tails go, never a blob.
-            if (entry.Key.Split('/') is not ["uploads", var userKey, var id, "state"] || !UploadId.TryParse(id, out _))
+            if (entry.Key.Split('/') is not ["uploads", _, var id, "state"] || !UploadId.TryParse(id, out _))
             {
                 continue;
             }
@@ -115,15 +143,6 @@ public sealed partial class S3FileStore
 
             await DeleteUploadObjectsAsync(entry.Key[..^"state".Length], userKey, state);
             removed++;
-        }
-
-        // What another process removed (the bucket is shared) is not in the listing: expired states leave memory too.
-        foreach (var (prefix, known) in _states)
-        {
-            if (known.Info.IsExpired(now))
-            {
-                _states.TryRemove(prefix, out _);
-            }
         }
 
         return removed;
@@ -185,8 +204,12 @@ public sealed partial class S3FileStore
         }
     }
 
-    private static UploadKeys LocateUpload(UserId user, UploadId id) =>
-        new(UploadsPrefix + UserKey(user) + "/" + id + "/", BlobKey(UserKey(user), id.Value));
+    private UploadKeys LocateUpload(UserId user, UploadId id)
+    {
+        var userKey = UserKey(user);
+        _uploaders.TryAdd(userKey, 0);
+        return new(UploadsPrefix + userKey + "/" + id + "/", BlobKey(userKey, id.Value));
+    }
 
     private async Task WriteStateAsync(UploadKeys keys, UploadState state, CancellationToken cancellationToken)
     {

@@ -20,6 +20,18 @@ public sealed class AppHostSetupTests
         Assert.Contains("use project, container, shared or auto", error.Message, StringComparison.OrdinalIgnoreCase);
     }
 
+    [Theory]
+    [InlineData("--storage=bogus", "unknown storage 'bogus' (Storage:Provider / --storage): use r2, s3 or filesystem")]
+    [InlineData("--storage=1", "unknown storage '1'")]
+    [InlineData("--upload-service=shared --storage=r2", "--storage r2 reaches the bucket through each user's Durable Object")]
+    public async Task A_bad_storage_is_refused_with_the_reason(string arguments, string reason)
+    {
+        var error = await Assert.ThrowsAsync<AppHostSetupException>(() =>
+            DistributedApplicationTestingBuilder.CreateAsync<Projects.AppHost>(arguments.Split(' ')));
+
+        Assert.Contains(reason, error.Message);
+    }
+
     [Fact]
     [System.Runtime.Versioning.SupportedOSPlatform("linux")] // the stand-in engine is a shell script
     public async Task Auto_asks_the_container_engine_when_the_runtime_starts_not_while_the_graph_is_built()

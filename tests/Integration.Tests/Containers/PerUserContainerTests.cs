@@ -159,21 +159,22 @@ public sealed class PerUserContainerTests(PerUserAppFixture app, ITestOutputHelp
             Assert.Equal(HttpStatusCode.OK, list.StatusCode);
         var instance = app.RunningInstance(user)!;
 
-        var environment = File.ReadAllText($"/proc/{instance.ProcessId}/environ")
-            .Split('\0', StringSplitOptions.RemoveEmptyEntries)
-            .Select(entry => entry.Split('=', 2))
-            .ToDictionary(pair => pair[0], pair => pair[1]);
-        // Set only in the Durable Object's envVars (worker/src/user-app-container.ts), from the Worker's secrets and vars.
+        var environment = PerUserAppFixture.EnvironmentOf(instance);
+        // Set only in the Durable Object's envVars (worker/src/user-app-container.ts), from the Worker's secrets and vars;
+        // URLs to the hosts the object answers point at the Worker's outbound route (worker/src/dev/outbound-route.ts).
         Assert.Equal(app.InternalSecret, environment["INTERNAL_SECRET"]);
         Assert.Equal("s3", environment["Storage__Provider"]);
         Assert.Equal("upload-service", environment["OTEL_SERVICE_NAME"]);
+        const string route = @"http://127\.0\.0\.1:\d+/__outbound/";
+        Assert.Matches($"^{route}[0-9a-f]{{64}}/[0-9a-f]{{64}}/storage.internal$", environment["Storage__S3__ServiceUrl"]);
+        Assert.Matches($"^{route}[0-9a-f]{{64}}/[0-9a-f]{{64}}/otlp.internal$", environment["OTEL_EXPORTER_OTLP_ENDPOINT"]);
         // The runtime's own part: a container's PATH and HOME, the image's ENV, the port mapping, the instance id.
         string[] fromTheRuntime = ["PATH", "HOME", "ASPNETCORE_HTTP_PORTS", "Storage__Root", "ASPNETCORE_URLS", "OTEL_RESOURCE_ATTRIBUTES"];
         string[] fromTheDurableObject =
         [
             "INTERNAL_SECRET", "OTEL_SERVICE_NAME", "Storage__Provider", "Storage__S3__ServiceUrl", "Storage__S3__Bucket",
             "Storage__S3__AccessKeyId", "Storage__S3__SecretAccessKey", "Storage__S3__Region",
-            "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_HEADERS",
+            "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL",
         ];
         Assert.Empty(environment.Keys.Except(fromTheRuntime).Except(fromTheDurableObject));
         Assert.Equal($"service.instance.id={instance.Id}", environment["OTEL_RESOURCE_ATTRIBUTES"]);

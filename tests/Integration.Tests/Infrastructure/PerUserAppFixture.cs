@@ -7,7 +7,8 @@ namespace Integration.Tests;
 
 /// <summary>
 /// The AppHost's default mode: each user's Durable Object gets its own upload-service instance from the local
-/// container runtime (<c>user-containers</c>), files in the local S3-compatible server's bucket. Instances sleep
+/// container runtime (<c>user-containers</c>), files in R2 (wrangler dev's emulation) behind each user's Durable
+/// Object. Instances sleep
 /// after <see cref="SleepAfter"/> and at most <see cref="MaxInstances"/> run at once, so the lifecycle can be
 /// watched within a test.
 /// </summary>
@@ -62,6 +63,13 @@ public class PerUserAppFixture : AppFixture
     /// <summary>The user's instance that is running now, if any.</summary>
     public UploadServiceInstanceInfo? RunningInstance(string user) =>
         Runtime.Instances.SingleOrDefault(i => i.User == user && i.ExitCode is null);
+
+    /// <summary>The environment the instance's process runs with, as /proc shows it.</summary>
+    public static Dictionary<string, string> EnvironmentOf(UploadServiceInstanceInfo instance) =>
+        File.ReadAllText($"/proc/{instance.ProcessId}/environ")
+            .Split('\0', StringSplitOptions.RemoveEmptyEntries)
+            .Select(entry => entry.Split('=', 2))
+            .ToDictionary(pair => pair[0], pair => pair[1]);
 
     /// <summary>Waits until every instance has gone to sleep, so that a test starts with all of max_instances free.</summary>
     public Task WaitUntilNoInstanceRunsAsync() =>

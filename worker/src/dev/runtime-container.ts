@@ -1,3 +1,4 @@
+import { throughOutboundRoute } from "./outbound-route";
 import { type ContainerApi, type Exit, forwardToPort, newExit } from "./stand-in";
 
 /** An instance as the local container runtime describes it (AppHost/ContainerRuntime). */
@@ -31,15 +32,21 @@ export class RuntimeContainer implements ContainerApi {
   readonly #runtime: string;
   readonly #token: string;
   readonly #durableObjectId: string;
+  /** The Worker as instances reach it, for the outbound route (undefined: URLs in the environment are kept). */
+  readonly #workerUrl: string | undefined;
   #run: Run | undefined;
+  /** What the Container class registered to answer the instance's outbound requests: by host, and for any host. */
+  readonly #outboundByHost = new Map<string, Fetcher>();
+  #outboundForAll: Fetcher | undefined;
 
   /** The name the instance is shown under (the user id), asked for at each start. */
   name: () => string;
 
-  constructor(runtime: string, token: string, durableObjectId: string) {
+  constructor(runtime: string, token: string, durableObjectId: string, workerUrl?: string) {
     this.#runtime = new URL(runtime).origin;
     this.#token = token;
     this.#durableObjectId = durableObjectId;
+    this.#workerUrl = workerUrl;
     this.name = () => durableObjectId;
   }
 
@@ -49,13 +56,16 @@ export class RuntimeContainer implements ContainerApi {
 
   start(options?: ContainerStartupOptions): void {
     if (this.#run) throw new Error("start() cannot be called on a container that is already running.");
-    const instance = this.#call<Instance>("POST", "/instances", {
-      durableObjectId: this.#durableObjectId,
-      name: this.name(),
-      env: options?.env ?? {},
-      entrypoint: options?.entrypoint,
-      enableInternet: options?.enableInternet ?? true,
-    });
+    const name = this.name();
+    const instance = this.#instanceEnv(options?.env ?? {}).then((env) =>
+      this.#call<Instance>("POST", "/instances", {
+        durableObjectId: this.#durableObjectId,
+        name,
+        env,
+        entrypoint: options?.entrypoint,
+        enableInternet: options?.enableInternet ?? true,
+      }),
+    );
     const run: Run = { instance, ...newExit() };
     this.#run = run;
     instance.then(
@@ -98,11 +108,33 @@ export class RuntimeContainer implements ContainerApi {
     return fetcher as Fetcher;
   }
 
-  // The instance is a local process or podman container; outbound interception is not emulated.
   async setInactivityTimeout(_durationMs: number | bigint): Promise<void> {}
-  async interceptOutboundHttp(_addr: string, _binding: Fetcher): Promise<void> {}
-  async interceptAllOutboundHttp(_binding: Fetcher): Promise<void> {}
+
+  // The instance is a local process or container whose requests nothing can catch: what would be intercepted is
+  // remembered, the instance is pointed at the Worker's outbound route for it (#instanceEnv), and the route's
+  // requests come back through outbound(). HTTPS interception is not emulated.
+  async interceptOutboundHttp(addr: string, binding: Fetcher): Promise<void> {
+    this.#outboundByHost.set(addr, binding);
+  }
+  async interceptAllOutboundHttp(binding: Fetcher): Promise<void> {
+    this.#outboundForAll = binding;
+  }
   async interceptOutboundHttps(_addr: string, _binding: Fetcher): Promise<void> {}
+
+  /** A request the instance sent through the outbound route, answered as Cloudflare would answer it from the container. */
+  outbound(request: Request): Promise<Response> {
+    const host = new URL(request.url).hostname;
+    const fetcher = this.#outboundByHost.get(host) ?? this.#outboundForAll;
+    if (!fetcher) return Promise.resolve(new Response(`Nothing intercepts ${host} for this container.`, { status: 502 }));
+    return fetcher.fetch(request);
+  }
+
+  /** The environment the instance starts with: URLs to intercepted hosts go to the outbound route. */
+  #instanceEnv(env: Record<string, string>): Promise<Record<string, string>> {
+    if (this.#workerUrl === undefined) return Promise.resolve(env);
+    const intercepted = (host: string) => this.#outboundForAll !== undefined || this.#outboundByHost.has(host);
+    return throughOutboundRoute(env, intercepted, this.#workerUrl, this.#token, this.#durableObjectId);
+  }
 
   /** Waits for the instance's exit (long polls), then settles the run as workerd's monitor() would. */
   async #watch(run: Run, instance: Instance): Promise<void> {
