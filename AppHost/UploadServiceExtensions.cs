@@ -113,7 +113,7 @@ public static class UploadServiceExtensions
         {
             return mode == UploadServiceMode.Shared ? LocalStorage.S3 : LocalStorage.R2;
         }
-        if (!Enum.TryParse<LocalStorage>(requested, ignoreCase: true, out var storage) || !Enum.IsDefined(storage) || char.IsDigit(requested[0]))
+        if (Named<LocalStorage>(requested) is not { } storage)
         {
             throw new AppHostSetupException($"unknown storage '{requested}' ({StorageKey} / --{StorageSwitch}): use r2, s3 or filesystem.");
         }
@@ -213,10 +213,15 @@ public static class UploadServiceExtensions
             throw new AppHostSetupException("--upload-service wrangler is not run by the AppHost: with Docker, run `npx wrangler dev` in worker/ " +
                 "(containers enabled, one per user; see docs/local-modes.md). Use project, container, shared or auto here.");
         }
-        if (!Enum.TryParse<UploadServiceMode>(requested, ignoreCase: true, out var mode) || !Enum.IsDefined(mode))
+        if (Named<UploadServiceMode>(requested) is not { } mode)
         {
             throw new AppHostSetupException($"unknown upload service mode '{requested}' ({ModeKey} / --{ModeSwitch}): use project, container, shared or auto.");
         }
         return mode;
     }
+
+    /// <summary>The member named <paramref name="value"/> in any case; null for anything else (numbers and lists too).</summary>
+    private static TEnum? Named<TEnum>(string value) where TEnum : struct, Enum =>
+        Enum.GetValues<TEnum>().Select(member => (TEnum?)member)
+            .FirstOrDefault(member => member.ToString()!.Equals(value, StringComparison.OrdinalIgnoreCase));
 }

@@ -16,7 +16,8 @@ public abstract class UploadStoreContractTests : IAsyncLifetime
 {
     protected const int PartSize = (int)S3StoreOptions.MinPartSizeBytes;
     private const string Binary = "application/octet-stream";
-    private static readonly DateTimeOffset Now = new(2026, 1, 1, 0, 0, 0, TimeSpan.Zero);
+    // The stores read the system clock (an unfinished upload's bytes count against the quota until it expires).
+    protected static readonly DateTimeOffset Now = DateTimeOffset.UtcNow;
 
     private readonly TusRunningHashes _hashes = new();
 
@@ -35,23 +36,23 @@ public abstract class UploadStoreContractTests : IAsyncLifetime
 
     public abstract Task DisposeAsync();
 
-    private static TusUploadInfo NewUpload(long? length, string name = "unnamed.bin", string contentType = Binary) =>
+    protected static TusUploadInfo NewUpload(long? length, string name = "unnamed.bin", string contentType = Binary) =>
         new(UploadId.New().Value, length, 0, null, false, null, Now, Now.AddHours(1), name, contentType);
 
     private static TusUploadInfo NewPartial(long length) =>
         new(UploadId.New().Value, length, 0, null, true, null, Now, Now.AddHours(1), null, null);
 
-    private Task<TusUpload> CreateAsync(TusUploadInfo upload, string user = "alice") =>
+    protected Task<TusUpload> CreateAsync(TusUploadInfo upload, string user = "alice") =>
         Uploads.CreateUploadAsync(User(user), upload, CancellationToken.None);
 
     private Task<TusUpload?> GetAsync(string id, string user = "alice") =>
         Uploads.GetUploadAsync(User(user), UploadId.Stored(id), CancellationToken.None);
 
-    private Task AppendAsync(TusUpload upload, byte[] chunk, ChunkChecksum? checksum = null) =>
-        AppendAsync(upload, new MemoryStream(chunk), checksum);
+    protected Task AppendAsync(TusUpload upload, byte[] chunk, ChunkChecksum? checksum = null, DateTimeOffset? expiresAt = null) =>
+        AppendAsync(upload, new MemoryStream(chunk), checksum, expiresAt);
 
-    private Task AppendAsync(TusUpload upload, Stream body, ChunkChecksum? checksum = null) =>
-        upload.AppendAsync(body, _hashes, checksum, expiresAt: Now.AddHours(2));
+    private Task AppendAsync(TusUpload upload, Stream body, ChunkChecksum? checksum = null, DateTimeOffset? expiresAt = null) =>
+        upload.AppendAsync(body, _hashes, checksum, expiresAt: expiresAt ?? Now.AddHours(2));
 
     /// <summary>
     /// What a complete upload reads as afterwards: complete and committed, its file there with its type and
@@ -429,5 +430,19 @@ public sealed class S3UploadStoreTests(S3Server server) : UploadStoreContractTes
         Assert.Null(await Uploads.GetUploadAsync(User("alice"), UploadId.Stored(id), CancellationToken.None));
         Assert.Equal(1, await Uploads.DeleteExpiredUploadsAsync(DateTimeOffset.UtcNow, _ => new Lock(), CancellationToken.None));
         Assert.Equal([blobKey], await server.KeysAsync(_bucket));
+    }
+
+    [Fact]
+    public async Task A_new_process_sweeps_only_users_it_has_served_and_counts_no_expired_upload_against_the_quota()
+    {
+        // Unfinished, and expired since yesterday: what a day without requests leaves.
+        var expired = await CreateAsync(NewUpload(100) with { CreatedAt = Now.AddDays(-2), ExpiresAt = Now.AddDays(-1) }, "carol");
+        await AppendAsync(expired, Bytes(40), expiresAt: Now.AddDays(-1));
+        await ReopenAsync(); // a fresh container: it has served nobody yet, and may list only its users' prefixes
+
+        Assert.Equal(0, await Uploads.DeleteExpiredUploadsAsync(DateTimeOffset.UtcNow, _ => new Lock(), CancellationToken.None));
+        Assert.Equal(0, await Files.GetUsageAsync(User("carol"), CancellationToken.None)); // expired: holds no quota
+        Assert.Equal(1, await Uploads.DeleteExpiredUploadsAsync(DateTimeOffset.UtcNow, _ => new Lock(), CancellationToken.None));
+        Assert.Empty(await server.KeysAsync(_bucket));
     }
 }

@@ -107,9 +107,13 @@ export async function serveStorage(request: Request, bucket: R2Bucket, userKey: 
 }
 
 async function list(bucket: R2Bucket, query: URLSearchParams, prefix: string, startAfter: string | undefined): Promise<Response> {
-  const maxKeys = Math.min(MAX_LIST_KEYS, Math.max(1, Number.parseInt(query.get("max-keys") ?? "", 10) || MAX_LIST_KEYS));
+  const asked = Number.parseInt(query.get("max-keys") ?? "", 10);
+  const maxKeys = Number.isNaN(asked) ? MAX_LIST_KEYS : Math.min(MAX_LIST_KEYS, Math.max(0, asked));
   const token = query.get("continuation-token") ?? undefined;
-  const listed = await bucket.list({ prefix, limit: maxKeys, cursor: token, startAfter: token === undefined ? startAfter : undefined });
+  const listed: R2Objects =
+    maxKeys === 0
+      ? { objects: [], truncated: false, delimitedPrefixes: [] }
+      : await bucket.list({ prefix, limit: maxKeys, cursor: token, startAfter: token === undefined ? startAfter : undefined });
   const urlEncoded = query.get("encoding-type") === "url";
   const name = (value: string) => xml(urlEncoded ? encodeURIComponent(value).replaceAll("%2F", "/") : value);
   const contents = listed.objects.map(
@@ -130,16 +134,38 @@ async function list(bucket: R2Bucket, query: URLSearchParams, prefix: string, st
   );
 }
 
+/** One byte range, as S3 takes it: `bytes=a-b`, `bytes=a-` or `bytes=-n`; anything else is no range (the whole object). */
+const RANGE = /^bytes=(?:(\d+)-(\d*)|-(\d+))$/;
+
 async function getObject(bucket: R2Bucket, key: string, headers: Headers): Promise<Response> {
-  const object = await bucket.get(key, { range: headers });
+  const match = RANGE.exec(headers.get("Range")?.trim() ?? "");
+  const [, first, last, suffix] = match ?? [];
+  const asked: R2Range | undefined = !match
+    ? undefined
+    : suffix !== undefined
+      ? { suffix: Number(suffix) }
+      : { offset: Number(first), ...(last ? { length: Number(last) - Number(first) + 1 } : {}) };
+  let object: R2ObjectBody | null;
+  try {
+    object = await bucket.get(key, asked ? { range: asked } : undefined);
+  } catch (error) {
+    if (asked) return s3Error(416, "InvalidRange", "The range is not satisfiable.", key);
+    throw error;
+  }
   if (object === null) return s3Error(404, "NoSuchKey", "The key does not exist.", key);
+  if (!asked) return new Response(object.body, { headers: objectHeaders(object) });
+
+  // The range as served: a suffix or an end beyond the object is cut to it; a start at or after its end is not satisfiable.
+  const size = object.size;
+  const start = "suffix" in asked ? Math.max(0, size - asked.suffix) : (asked.offset ?? 0);
+  const end = "suffix" in asked || asked.length === undefined ? size - 1 : Math.min(size - 1, start + asked.length - 1);
+  if (start >= size || end < start) {
+    await object.body.cancel();
+    return s3Error(416, "InvalidRange", `The range is outside the object's ${size} bytes.`, key);
+  }
   const answer = objectHeaders(object);
-  const range = object.range as { offset?: number; length?: number; suffix?: number } | undefined;
-  if (range === undefined || !headers.has("Range")) return new Response(object.body, { headers: answer });
-  const start = range.suffix !== undefined ? Math.max(0, object.size - range.suffix) : (range.offset ?? 0);
-  const length = range.suffix !== undefined ? object.size - start : (range.length ?? object.size - start);
-  answer.set("Content-Range", `bytes ${start}-${start + length - 1}/${object.size}`);
-  answer.set("Content-Length", String(length));
+  answer.set("Content-Range", `bytes ${start}-${end}/${size}`);
+  answer.set("Content-Length", String(end - start + 1));
   return new Response(object.body, { status: 206, headers: answer });
 }
 
@@ -210,7 +236,6 @@ function fromR2Error(error: unknown, key: string): Response {
   if (/NoSuchUpload|upload does not exist|10024/i.test(message)) return s3Error(404, "NoSuchUpload", "The multipart upload does not exist.", key);
   if (/NoSuchKey|10007/i.test(message)) return s3Error(404, "NoSuchKey", "The key does not exist.", key);
   if (/InvalidPart|EntityTooSmall|10025|10011|10048/i.test(message)) return s3Error(400, "InvalidPart", message, key);
-  if (/range/i.test(message)) return s3Error(416, "InvalidRange", message, key);
   console.error(`storage: R2 failed on ${key || "a listing"}`, error);
   return s3Error(500, "InternalError", "The bucket failed; try again.", key);
 }

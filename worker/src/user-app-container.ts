@@ -132,9 +132,9 @@ export type FileStorage = "r2" | "s3" | "disk";
 /** The signature the s3 backend sends, unchecked: the handler decides by the user bound to it (see above). */
 const UNCHECKED_KEY = "no-key-the-durable-object-answers";
 
-type ContainerSettings = { storage: FileStorage; envVars: Record<string, string> & { INTERNAL_SECRET: string } } | { error: string };
+export type ContainerSettings = { storage: FileStorage; envVars: Record<string, string> & { INTERNAL_SECRET: string } } | { error: string };
 
-function containerSettings(env: Env): ContainerSettings {
+export function containerSettings(env: Env): ContainerSettings {
   // The key the service checks this object's signatures with (a wrangler secret; see internal-signature.ts).
   if (!env.INTERNAL_SECRET) return { error: "The upload service's signing key is not configured (INTERNAL_SECRET is unset)." };
   const envVars = {
@@ -143,6 +143,14 @@ function containerSettings(env: Env): ContainerSettings {
     INTERNAL_SECRET: env.INTERNAL_SECRET,
   };
   const storage = env.FILE_STORAGE || "r2";
+  if (!env.FILE_STORAGE && (env.R2_BUCKET || env.R2_ACCESS_KEY_ID)) {
+    // A deployment from before the binding: its files are in that bucket, which r2 storage would not look in.
+    return {
+      error:
+        "R2_BUCKET and the R2 keys are set but FILE_STORAGE is not: set FILE_STORAGE=s3 to keep using that bucket " +
+        "(every container then holds its keys), or move the files into the bound bucket and delete the R2_* secrets (docs/deploy.md).",
+    };
+  }
   if (storage === "r2") {
     // The SDK signs every request; with no real key to sign with, it gets a placeholder that nobody checks.
     Object.assign(envVars, s3Settings(`http://${STORAGE_HOST}`, STORAGE_BUCKET, UNCHECKED_KEY, UNCHECKED_KEY));

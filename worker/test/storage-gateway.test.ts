@@ -71,6 +71,28 @@ describe("the storage handler serves the S3 calls of the upload service on the R
     const tail = await s3("GET", key, { headers: { Range: "bytes=990-" } });
     expect(tail.headers.get("Content-Range")).toBe("bytes 990-999/1000");
     expect(new Uint8Array(await tail.arrayBuffer())).toEqual(data.slice(990));
+
+    for (const [range, served] of [
+      ["bytes=995-2000", [995, 999]],
+      ["bytes=-10", [990, 999]],
+      ["bytes=-5000", [0, 999]],
+    ] as const) {
+      const response = await s3("GET", key, { headers: { Range: range } });
+      expect(response.status, range).toBe(206);
+      expect(response.headers.get("Content-Range"), range).toBe(`bytes ${served[0]}-${served[1]}/1000`);
+      expect(new Uint8Array(await response.arrayBuffer()), range).toEqual(data.slice(served[0], served[1] + 1));
+    }
+    for (const range of ["bytes=1000-", "bytes=5000-6000"]) {
+      const response = await s3("GET", key, { headers: { Range: range } });
+      expect(response.status, range).toBe(416);
+      expect(xmlValues(await response.text(), "Code")).toEqual(["InvalidRange"]);
+    }
+    // What S3 does not serve as one range is the whole object.
+    for (const range of ["bytes=0-1,5-6", "items=0-1", "bytes=x-"]) {
+      const response = await s3("GET", key, { headers: { Range: range } });
+      expect(response.status, range).toBe(200);
+      expect((await response.arrayBuffer()).byteLength).toBe(1000);
+    }
   });
 
   it("lists a prefix page by page with continuation tokens", async () => {
@@ -92,6 +114,10 @@ describe("the storage handler serves the S3 calls of the upload service on the R
     } while (token);
     expect(keys).toEqual(["a", "b", "c", "d", "e"].map((name) => prefix + name));
     expect(pages).toBeGreaterThanOrEqual(3);
+
+    const none = await (await s3("GET", `?${new URLSearchParams({ "list-type": "2", prefix, "max-keys": "0" })}`)).text();
+    expect(xmlValues(none, "Key")).toEqual([]);
+    expect(xmlValues(none, "KeyCount")).toEqual(["0"]);
   });
 
   it("runs a multipart upload with equal parts and a shorter last one, and aborts another", async () => {

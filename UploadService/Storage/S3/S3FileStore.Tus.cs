@@ -102,7 +102,13 @@ public sealed partial class S3FileStore
         var removed = 0;
         foreach (var uploader in _uploaders.Keys)
         {
-            removed += await DeleteExpiredUploadsAsync(uploader, now, tryLock, cancellationToken);
+            var (swept, left) = await DeleteExpiredUploadsAsync(uploader, now, tryLock, cancellationToken);
+            removed += swept;
+            if (left == 0)
+            {
+                // Nothing left to sweep: the user's next upload (or quota check) brings them back.
+                _uploaders.TryRemove(uploader, out _);
+            }
         }
 
         // What another process removed (the bucket is shared) is not in the listing: expired states leave memory too.
@@ -117,9 +123,11 @@ public sealed partial class S3FileStore
         return removed;
     }
 
-    private async Task<int> DeleteExpiredUploadsAsync(string userKey, DateTimeOffset now, Func<string, IDisposable?> tryLock, CancellationToken cancellationToken)
+    /// <summary>Sweeps one user's prefix; says how many uploads it removed and how many are left.</summary>
+    private async Task<(int Removed, int Left)> DeleteExpiredUploadsAsync(
+        string userKey, DateTimeOffset now, Func<string, IDisposable?> tryLock, CancellationToken cancellationToken)
     {
-        var removed = 0;
+        var (removed, left) = (0, 0);
         await foreach (var entry in ListObjectsAsync(UploadsPrefix + userKey + "/", cancellationToken))
         {
             // uploads/{userKey}/{id}/state, nothing else; a state that cannot be read (another layout, outside
@@ -130,32 +138,35 @@ public sealed partial class S3FileStore
             }
 
             var state = await ReadStateAsync(entry.Key, cancellationToken);
-            if (state is not null && !state.Info.IsExpired(now))
-            {
-                continue;
-            }
-
-            using var held = tryLock(id);
+            using var held = state is not null && !state.Info.IsExpired(now) ? null : tryLock(id);
             if (held is null)
             {
-                continue; // being written right now; its request ends (and extends the expiry) or a later sweep gets it
+                left++; // unexpired, or being written right now (its request ends and extends the expiry, or a later sweep gets it)
+                continue;
             }
 
             await DeleteUploadObjectsAsync(entry.Key[..^"state".Length], userKey, state);
             removed++;
         }
 
-        return removed;
+        return (removed, left);
     }
 
-    /// <summary>Unfinished uploads count their persisted offset from their state (their parts are not objects yet).</summary>
+    /// <summary>
+    /// Unfinished uploads count their persisted offset from their state (their parts are not objects yet); expired
+    /// ones count nothing, and their user joins the sweep: a process that started after they expired has not swept
+    /// them yet, and they must not hold the user's quota until it does.
+    /// </summary>
     private protected override async Task<long> UnfinishedUploadBytesAsync(string userKey, CancellationToken cancellationToken)
     {
+        _uploaders.TryAdd(userKey, 0);
+        var now = Time.GetUtcNow();
         long total = 0;
         await foreach (var entry in ListObjectsAsync(UploadsPrefix + userKey + "/", cancellationToken))
         {
             if (entry.Key.EndsWith("/state", StringComparison.Ordinal)
-                && await ReadStateAsync(entry.Key, cancellationToken) is { Published: false } state)
+                && await ReadStateAsync(entry.Key, cancellationToken) is { Published: false } state
+                && !state.Info.IsExpired(now))
             {
                 total += state.Info.Offset;
             }

@@ -23,6 +23,7 @@ public sealed class AppHostSetupTests
     [Theory]
     [InlineData("--storage=bogus", "unknown storage 'bogus' (Storage:Provider / --storage): use r2, s3 or filesystem")]
     [InlineData("--storage=1", "unknown storage '1'")]
+    [InlineData("--storage=r2,filesystem", "unknown storage 'r2,filesystem'")]
     [InlineData("--upload-service=shared --storage=r2", "--storage r2 reaches the bucket through each user's Durable Object")]
     public async Task A_bad_storage_is_refused_with_the_reason(string arguments, string reason)
     {
