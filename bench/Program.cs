@@ -61,6 +61,7 @@ try
     }
     await stack.Start(withWrangler: !options.NoWrangler, report);
     await stack.StartS3(report);
+    await stack.StartR2(withWrangler: !options.NoWrangler && !options.Quick, report);
     await stack.StartJit(report);
     var runner = new Runner(client, stack, plan, report, work.FullName);
     if (options.Runs("ceilings")) await runner.Ceilings();

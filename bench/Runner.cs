@@ -25,6 +25,9 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
     const string LibStorage = "lib-storage Upload → s3rver (reference)", Transfer = "TransferUtility → s3rver (reference)";
     const string SmallPutObject = "PutObject 4 KiB → s3rver (ceiling)";
     const string SmallS3Put = "service PUT 4 KiB (direct, s3 backend)", SmallS3Tus = "service tus 4 KiB (direct, s3 backend)";
+    // The default storage (issue 22): the s3 backend on R2 (wrangler dev's) through the Durable Object's outbound handler.
+    const string R2Put = "service PUT (direct, R2 through the DO)", R2Tus = "service tus 50 MiB chunks (direct, R2 through the DO)";
+    const string SmallR2Tus = "service tus 4 KiB (direct, R2 through the DO)";
     const string SmallTus = "service tus 4 KiB (direct)", SmallPeer = "@tus/server tus 4 KiB", SmallPut = "service PUT 4 KiB (direct)";
     const string CpuCase = "whole machine";
     const string JitPut = "service PUT (direct, JIT build)", JitTus = "service tus 50 MiB chunks (direct, JIT build)", JitSmallTus = "service tus 4 KiB (direct, JIT build)";
@@ -74,6 +77,12 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
             var memory = (stack.S3Service!, stack.S3IdleRss);
             await Throughput("Uploads", S3Put, size => client.Put(s3, Name("s3put", size), size), measureRss: true, memoryOf: memory);
             await Throughput("Uploads", S3Tus, size => client.Tus(s3, Name("s3tus", size), size), measureRss: true, memoryOf: memory);
+        }
+        if (stack.R2Direct is { } r2)
+        {
+            var memory = (stack.R2Service!, stack.R2IdleRss);
+            await Throughput("Uploads", R2Put, size => client.Put(r2, Name("r2put", size), size), measureRss: true, memoryOf: memory);
+            await Throughput("Uploads", R2Tus, size => client.Tus(r2, Name("r2tus", size), size), measureRss: true, memoryOf: memory);
         }
     }
 
@@ -131,6 +140,8 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
                 await Small(SmallS3Put, concurrency, (i, _) => client.Put(s3, $"small/s3put-{concurrency}-{i}.bin", SmallSize));
                 await Small(SmallS3Tus, concurrency, (i, _) => client.Tus(s3, $"small/s3tus-{concurrency}-{i}.bin", SmallSize));
             }
+            if (concurrency == 8 && stack.R2Direct is { } r2)
+                await Small(SmallR2Tus, concurrency, (i, _) => client.Tus(r2, $"small/r2tus-{concurrency}-{i}.bin", SmallSize));
         }
     }
 
@@ -486,6 +497,17 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
         var s3Memory = report.Measurements.Where(m => m.Group == "Memory" && m.Path is S3Put or S3Tus).ToList();
         report.Ratios.Add(new Ratio($"peak RSS growth, s3 backend, any {largest} case (MiB)", "peak RSS", "idle RSS",
             s3Memory.Count > 0 ? s3Memory.Select(m => m.Values.Max()).Max() : null, 32, false, at + "s3 backend (s3rver)"));
+        // What the hop through the Durable Object costs: the same backend, on R2 through the object's handler against
+        // straight to s3rver (two local servers: the figures say where each path stands, not R2's own speed).
+        report.Ratios.Add(new Ratio($"PUT {largest}: R2 through the DO / s3rver direct", R2Put, S3Put,
+            Divide(Median(R2Put, largest), Median(S3Put, largest)), double.NaN, true, at + "the default storage against the plain S3 path"));
+        report.Ratios.Add(new Ratio($"tus {largest}: R2 through the DO / s3rver direct", R2Tus, S3Tus,
+            Divide(Median(R2Tus, largest), Median(S3Tus, largest)), double.NaN, true, at + "50 MiB chunks"));
+        report.Ratios.Add(new Ratio("4 KiB tus uploads/s, concurrency 8: R2 through the DO / s3rver direct", SmallR2Tus, SmallS3Tus,
+            Divide(Median(SmallR2Tus, "concurrency 8"), Median(SmallS3Tus, "concurrency 8")), double.NaN, true, "4 storage requests per upload, each through the DO"));
+        var r2Memory = report.Measurements.Where(m => m.Group == "Memory" && m.Path is R2Put or R2Tus).ToList();
+        report.Ratios.Add(new Ratio($"peak RSS growth, R2 through the DO, any {largest} case (MiB)", "peak RSS", "idle RSS",
+            r2Memory.Count > 0 ? r2Memory.Select(m => m.Values.Max()).Max() : null, double.NaN, false, at + "the service's own; the Worker's workerd is not counted"));
         foreach (var concurrency in plan.Concurrency)
         {
             var @case = $"concurrency {concurrency}";

@@ -46,6 +46,11 @@ public sealed class Stack(string repo, string work, HttpClient http, ServiceBuil
     public Target? S3Direct { get; private set; }
     public long S3IdleRss { get; private set; }
 
+    /// <summary>An upload service started by a Durable Object, its storage R2 through the object (the default storage).</summary>
+    public Child? R2Service { get; private set; }
+    public Target? R2Direct { get; private set; }
+    public long R2IdleRss { get; private set; }
+
     /// <summary>The reference clients uploading into the same bucket (null where bench/peer is not installed).</summary>
     public S3References? S3References { get; private set; }
     /// <summary>The service's own upload metrics (null where its EventPipe session could not be opened).</summary>
@@ -246,6 +251,17 @@ public sealed class Stack(string repo, string work, HttpClient http, ServiceBuil
 
     async Task<Target?> StartWorker(string name, string wrangler, Uri service)
     {
+        var (baseUrl, token) = await StartDevWorker(name, wrangler, new() { ["CONTAINER_ORIGIN"] = service.ToString().TrimEnd('/') });
+        Console.WriteLine($"{name} (wrangler dev → DO → {service}) ready on {baseUrl}");
+        return new Target(name, baseUrl, request => request.Headers.Add("Authorization", $"Bearer {token}"));
+    }
+
+    /// <summary>
+    /// The Worker on its development entry point (which gives the Durable Object its stand-in container) with these
+    /// settings besides the token and signing keys; returns where it listens and a token for the bench's user.
+    /// </summary>
+    async Task<(Uri BaseUrl, string Token)> StartDevWorker(string name, string wrangler, Dictionary<string, string> vars, int? port = null)
+    {
         var secret = Convert.ToHexString(RandomNumberGenerator.GetBytes(32));
         // The Worker's settings in a file only this user can read, as worker/scripts/dev.sh hands them over:
         // no secret on a command line, where every process on the machine can read it.
@@ -258,16 +274,58 @@ public sealed class Stack(string repo, string work, HttpClient http, ServiceBuil
         }))
         await using (var writer = new StreamWriter(file))
         {
-            await writer.WriteAsync($"AUTH_SECRET={secret}\n{InternalSignature.SecretSetting}={InternalSecret}\n" +
-                $"CONTAINER_ORIGIN={service.ToString().TrimEnd('/')}\n");
+            await writer.WriteAsync($"AUTH_SECRET={secret}\n{InternalSignature.SecretSetting}={InternalSecret}\n");
+            foreach (var (key, value) in vars) await writer.WriteAsync($"{key}={value}\n");
         }
         var (_, baseUrl) = await StartWrangler(name, wrangler, Path.Combine(repo, "worker"),
-            // The development entry point gives the Durable Object its stand-in container (CONTAINER_ORIGIN).
             ["src/dev/index.ts", "--enable-containers=false", "--env-file", settings],
-            "health", HttpStatusCode.OK);
-        var token = UserTokens.Create(secret, UserId, TimeSpan.FromHours(1));
-        Console.WriteLine($"{name} (wrangler dev → DO → {service}) ready on {baseUrl}");
-        return new Target(name, baseUrl, request => request.Headers.Add("Authorization", $"Bearer {token}"));
+            "health", HttpStatusCode.OK, port);
+        return (baseUrl, UserTokens.Create(secret, UserId, TimeSpan.FromHours(1)));
+    }
+
+    /// <summary>
+    /// The default storage (R2 behind the Durable Object): the Worker with wrangler dev's R2 and the bench's instance
+    /// runtime, whose one instance (the bench's user's, started by a request through the Worker) keeps its files in
+    /// R2 through the object's outbound handler, as production does. Skipped without wrangler.
+    /// </summary>
+    public async Task StartR2(bool withWrangler, Report report)
+    {
+        if (!withWrangler || WranglerPath() is not { } wrangler)
+        {
+            report.Skip("default storage (R2 through the Durable Object) cases", withWrangler ? "wrangler is missing" : "--no-wrangler");
+            return;
+        }
+        var runtime = Track(await InstanceRuntime.Start(async (name, environment) =>
+        {
+            var port = Ports.Free();
+            var root = Directory.CreateDirectory(Path.Combine(work, "service-r2")).FullName;
+            var all = ServiceEnvironment(port, root);
+            foreach (var (key, value) in environment) all[key] = value;
+            var child = builds.Shipped.Start("upload-service-r2", all);
+            await child.WaitReady(() => Ok(new Uri($"http://127.0.0.1:{port}/health")), StartTimeout);
+            return (child, port);
+        }));
+        var workerPort = Ports.Free();
+        var (baseUrl, token) = await StartDevWorker("worker-r2", wrangler, new()
+        {
+            ["CONTAINER_RUNTIME_URL"] = runtime.Url.ToString().TrimEnd('/'),
+            ["CONTAINER_RUNTIME_TOKEN"] = runtime.Token,
+            ["LOCAL_WORKER_URL"] = $"http://127.0.0.1:{workerPort}",
+            ["FILE_STORAGE"] = "r2",
+            ["CONTAINERS_SLEEP_AFTER"] = "2h",
+        }, workerPort);
+        // The user's first request wakes the instance, as on Cloudflare.
+        using (var wake = new HttpRequestMessage(HttpMethod.Get, new Uri(baseUrl, "files")))
+        {
+            wake.Headers.Add("Authorization", $"Bearer {token}");
+            using var woken = await http.SendAsync(wake);
+            if (!woken.IsSuccessStatusCode) throw new InvalidOperationException($"worker-r2: the first request got {(int)woken.StatusCode}");
+        }
+        R2Service = runtime.Instance!;
+        R2Direct = Signed("upload-service-r2", new Uri($"http://127.0.0.1:{runtime.InstancePort}/"));
+        Console.WriteLine($"upload-service-r2 (storage through worker-r2's Durable Object) ready on {R2Direct.BaseUrl}");
+        R2IdleRss = await IdleRssOf(R2Service, R2Direct);
+        AddIdle(report, "upload service, R2 through the Durable Object", R2IdleRss, builds.Shipped);
     }
 
     async Task<Target?> StartBare(string wrangler, Uri sink)
@@ -278,9 +336,9 @@ public sealed class Stack(string repo, string work, HttpClient http, ServiceBuil
         return new Target("bare", baseUrl, _ => { });
     }
 
-    async Task<(Child, Uri)> StartWrangler(string name, string wrangler, string cwd, string[] extra, string probePath, HttpStatusCode expected)
+    async Task<(Child, Uri)> StartWrangler(string name, string wrangler, string cwd, string[] extra, string probePath, HttpStatusCode expected, int? at = null)
     {
-        var port = Ports.Free();
+        var port = at ?? Ports.Free();
         var inspector = Ports.Free();
         var persist = Path.Combine(work, $"{name}-state");
         var nodeBin = Path.GetDirectoryName(wrangler)!;   // the worker's node_modules/.bin: wrangler and its Node 22
