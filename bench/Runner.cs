@@ -301,7 +301,7 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
             }
         }
         report.Add(new Measurement("Start-up", "AppHost (per-user mode)", "start → all healthy", 0, "s", [.. seconds],
-            "after a build; the Worker's /health through Aspire's proxy answers once the container runtime and the local S3 server are up (WaitFor)"));
+            "after a build; the Worker's /health through Aspire's proxy answers once the container runtime is up (WaitFor)"));
     }
 
     const int Wakes = 10;

@@ -198,10 +198,15 @@ public sealed class Stack(string repo, string work, HttpClient http, ServiceBuil
         report.Add(new Measurement("Idle memory", path, IdleCase, 0, "MiB", [rss / (double)(1 << 20)], build.Label));
 
     /// <summary>
-    /// The filesystem service's idle RSS again, right before the large uploads whose peak is compared with it:
-    /// the small-file cases before them leave more threads and a larger heap behind.
+    /// The services' idle RSS again, right before the large uploads whose peak is compared with it: the small-file
+    /// cases before them leave more threads and a larger heap behind.
     /// </summary>
-    public async Task RefreshIdleRss() => IdleRss = await IdleRssOf(Service!, Direct!);
+    public async Task RefreshIdleRss()
+    {
+        IdleRss = await IdleRssOf(Service!, Direct!);
+        if (S3Direct is not null) S3IdleRss = await IdleRssOf(S3Service!, S3Direct);
+        if (R2Direct is not null) R2IdleRss = await IdleRssOf(R2Service!, R2Direct);
+    }
 
     /// <summary>RSS after start-up and one small round trip (so the upload path is loaded), before any case.</summary>
     async Task<long> IdleRssOf(Child service, Target target)
