@@ -12,8 +12,8 @@ import { injectTraceContext, inSpan, TELEMETRY_HOST, telemetryOutbound } from ".
  * user's upload-service container, starts it on demand and lets it sleep when idle.
  */
 export class UserAppContainer extends Container<Env> {
-  // The container's only way out: its storage requests, answered in this Worker (storage-gateway.ts). An
-  // assignment, not a field: the class's static setter registers the handlers under this class's name.
+  // The container's only ways out: its storage and its telemetry, answered in this Worker (storage-gateway.ts,
+  // telemetry.ts). Assignments, not fields: the class's static setters register them under this class's name.
   static {
     this.outboundHandlers = { storage: storageOutbound };
     this.outboundByHost = { [TELEMETRY_HOST]: telemetryOutbound };
