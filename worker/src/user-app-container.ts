@@ -33,6 +33,8 @@ export class UserAppContainer extends Container<Env> {
 
   /** Learnt from the Worker's X-User-Id where the runtime gives the object no name. */
   #requestUserId: string | undefined;
+  /** Whether this object has bound the storage handler to its user (once: the library persists the binding). */
+  #storageBound = false;
   /** The reports to the directory still under way, in the order of the events (see #tellDirectory). */
   #directoryReports: Promise<void> = Promise.resolve();
 
@@ -69,8 +71,9 @@ export class UserAppContainer extends Container<Env> {
    */
   override async startAndWaitForPorts(...args: Parameters<Container["startAndWaitForPorts"]>): Promise<void> {
     return inSpan("UserAppContainer start", async () => {
-      if (!("error" in this.#settings) && this.#settings.storage === "r2") {
+      if (!this.#storageBound && !("error" in this.#settings) && this.#settings.storage === "r2") {
         await this.setOutboundByHost<StorageParams>(STORAGE_HOST, "storage", { userKey: await userStorageKey(this.userId) });
+        this.#storageBound = true;
       }
       return super.startAndWaitForPorts(...args);
     });
