@@ -2,7 +2,7 @@
 # Same image, same TOML: builds the unchanged UploadService/Dockerfile with podman, checks the image the
 # way the Durable Object uses it (HTTP on port 8000, as the non-root user), then runs the AppHost in
 # container mode (a container of the image per user) and checks round trips, two users' containers and
-# one of them sleeping, through the Worker.
+# one of them sleeping, and what an instance's network reaches, through the Worker.
 #
 #   bash scripts/container-check.sh
 #
@@ -40,12 +40,12 @@ trap cleanup EXIT
 trap 'exit 143' TERM INT   # so that a timeout or Ctrl+C still runs the cleanup
 
 # ---------------------------------------------------------------------------------------------------------
-step "prerequisites: podman, runc, debootstrap"
+step "prerequisites: podman, runc, debootstrap, nftables"
 if [ "$(id -u)" != 0 ]; then
   fail "runs as root" "apt-get, debootstrap and rootful podman need root"; finish; exit 1
 fi
 missing=()
-for tool in podman:podman runc:runc debootstrap:debootstrap curl:curl python3:python3 sha256sum:coreutils; do
+for tool in podman:podman runc:runc debootstrap:debootstrap nft:nftables nsenter:util-linux ip:iproute2 curl:curl python3:python3 sha256sum:coreutils; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -376,8 +376,9 @@ took "wrangler dry run"
 # ---------------------------------------------------------------------------------------------------------
 step "AppHost in container mode: a container of the image per user, through the Worker"
 # The local container runtime builds the image itself (podman build) from the same Dockerfile and context and
-# runs each user's instance as a container of it, on the host network (the OTLP and S3 addresses the Durable
-# Object passes are on this machine's loopback). Instances sleep after SLEEP_AFTER seconds without requests.
+# runs each user's instance as a container of it on the internal network upload-instances, whose only way out
+# is the runtime's relay to the Worker's outbound route (storage and telemetry through the Durable Object).
+# Instances sleep after SLEEP_AFTER seconds without requests.
 export ASPIRE_CONTAINER_RUNTIME=podman
 SLEEP_AFTER=12
 # Every process started below inherits this marker: what still carries it after the stop is a leftover.
@@ -450,6 +451,47 @@ fi
 uid=$(container_uid "$instance_a")
 if [ "$uid" = 1654 ]; then pass "the instance's service runs as uid 1654 (non-root)"; else fail "the instance's service runs as uid 1654 (non-root)" "uid '$uid'"; fi
 
+# What an instance reaches: from inside user A's instance's network namespace (nsenter, the host's curl), as
+# a compromised service would. Its own storage through the relay on the gateway, and nothing else: not user B's
+# prefix, not the relay outside the outbound route, not the host's loopback (the Worker), not a server on all
+# the host's addresses, not the host's own address or its next hop, not user B's instance.
+pid_a=$(podman inspect --format '{{.State.Pid}}' "$instance_a" 2>/dev/null || echo 0)
+ip_b=$(podman inspect --format '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$instance_b" 2>/dev/null || true)
+storage_a=$(tr '\0' '\n' <"/proc/$pid_a/environ" 2>/dev/null | sed -n 's/^Storage__S3__ServiceUrl=//p' || true)
+relay=${storage_a#http://}; relay=${relay%%/*}
+from_a() { nsenter --net="/proc/$pid_a/ns/net" curl -s -m 3 -o /dev/null -w '%{http_code}' "$@" 2>/dev/null || true; }
+hash_a=$(printf '%s' "$user_a" | sha256sum | cut -d' ' -f1) hash_b=$(printf '%s' "$user_b" | sha256sum | cut -d' ' -f1)
+networks_a=$(podman inspect --format '{{range $name, $_ := .NetworkSettings.Networks}}{{$name}} {{end}}' "$instance_a" 2>/dev/null || true)
+own=$(from_a "$storage_a/files?list-type=2&prefix=users/$hash_a/") other=$(from_a "$storage_a/files?list-type=2&prefix=users/$hash_b/")
+if [ "$networks_a" = "upload-instances " ] && [ "$own" = 200 ] && [ "$other" = 403 ]; then
+  pass "the instance is on the internal network only; through the relay ($relay) its own storage prefix -> 200, the other user's -> 403"
+else
+  fail "the instance is on the internal network only; through the relay its own storage prefix -> 200, the other user's -> 403" \
+    "networks '$networks_a', storage '${storage_a:0:60}', own $own, other $other"
+fi
+outside=$(from_a "http://$relay/health")
+if [ "$outside" = 404 ]; then pass "the relay answers the instance 404 outside the outbound route"; else fail "the relay answers the instance 404 outside the outbound route" "got $outside"; fi
+listener_port=$(free_port)
+mkdir -p "$WORK/empty"
+python3 -m http.server --bind 0.0.0.0 "$listener_port" --directory "$WORK/empty" >/dev/null 2>&1 &
+listener_pid=$!
+wait_for_200 "http://127.0.0.1:$listener_port/" 20 || true
+host_ip=$(ip -4 route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p') next_hop=$(ip -4 route show default | awk '{print $3; exit}')
+reached=""
+for target in "http://127.0.0.1:$worker_port/health" "http://${relay%:*}:$listener_port/" "http://$host_ip:$listener_port/" \
+  "http://$next_hop/" "http://$ip_b:8000/health"; do
+  code=$(from_a "$target")
+  [ "$code" = 000 ] || reached+=" $target -> $code"
+done
+host_code=$(curl -s -m 3 -o /dev/null -w '%{http_code}' "http://$host_ip:$listener_port/" || true)
+kill "$listener_pid" 2>/dev/null || true; wait "$listener_pid" 2>/dev/null || true
+if [ -z "$reached" ] && [ "$host_code" = 200 ] && [ -n "$ip_b" ] && [ -n "$host_ip" ]; then
+  pass "the instance cannot reach the Worker on loopback, a server on all the host's addresses (the host can: 200), the host's address, its next hop or the other user's instance"
+else
+  fail "the instance cannot reach the Worker on loopback, a server on all the host's addresses, the host's address, its next hop or the other user's instance" \
+    "reached:${reached:- nothing}; host itself $host_code; B at '$ip_b', host '$host_ip'"
+fi
+
 # Sleep: the second user goes quiet, the first keeps making requests; the second's container is removed
 # after sleepAfter (SIGTERM, --rm), the first's keeps running, and the second's file is still there (the
 # bucket) when their next request starts a new container.
@@ -482,14 +524,15 @@ fi
 apphost_pid=""
 deadline=$((SECONDS + 30))
 while [ $SECONDS -lt $deadline ]; do
-  leftovers=$(marked_processes; podman ps -a --filter label=upload-instance --format '{{.Names}}')
+  leftovers=$(marked_processes; podman ps -a --filter label=upload-instance --format '{{.Names}}'
+    if nft list table inet upload_instances >/dev/null 2>&1; then echo "nft table inet upload_instances"; fi)
   [ -z "$leftovers" ] && break
   sleep 1
 done
 if [ -z "$leftovers" ]; then
-  pass "after SIGTERM no container, workerd or dcp of this run is left ($((SECONDS - step_start)) s)"
+  pass "after SIGTERM no container, workerd, dcp or firewall rule of this run is left ($((SECONDS - step_start)) s)"
 else
-  fail "after SIGTERM no container, workerd or dcp of this run is left" "$(echo "$leftovers" | tr '\n' ';')"
+  fail "after SIGTERM no container, workerd, dcp or firewall rule of this run is left" "$(echo "$leftovers" | tr '\n' ';')"
 fi
 took "AppHost container mode"
 finish

@@ -87,6 +87,9 @@ public static partial class ContainerRuntimeExtensions
         IResourceBuilder<ParameterResource> authSecret)
     {
         runtime.Resource.Commands = new AdminApiCommands(worker.GetEndpoint("http"), authSecret.Resource);
+        // The relay of container mode reaches the Worker through its endpoint's proxy (the AppHost knows that port;
+        // the Worker's own port is settled by the orchestrator when it starts the Worker).
+        runtime.Resource.WorkerUrl = ReferenceExpression.Create($"http://127.0.0.1:{worker.GetEndpoint("http").Property(EndpointProperty.Port)}");
         return worker
             .WithEnvironment(context =>
             {
@@ -94,9 +97,11 @@ public static partial class ContainerRuntimeExtensions
                 context.EnvironmentVariables["CONTAINER_RUNTIME_URL"] = resource.Url?.ToString()
                     ?? throw new InvalidOperationException($"{resource.Name} has not started.");
                 context.EnvironmentVariables["CONTAINER_RUNTIME_TOKEN"] = resource.Token;
-                // Where instances reach the Worker's outbound route: their storage and telemetry (worker/src/dev/outbound-route.ts).
-                context.EnvironmentVariables["LOCAL_WORKER_URL"] =
-                    ReferenceExpression.Create($"http://127.0.0.1:{worker.GetEndpoint("http").Property(EndpointProperty.TargetPort)}");
+                // Where instances reach the Worker's outbound route, their storage and telemetry (worker/src/dev/outbound-route.ts):
+                // containers through the relay on their network's gateway, processes directly.
+                context.EnvironmentVariables["LOCAL_WORKER_URL"] = resource.OutboundUrl is { } relay
+                    ? relay.ToString().TrimEnd('/')
+                    : ReferenceExpression.Create($"http://127.0.0.1:{worker.GetEndpoint("http").Property(EndpointProperty.TargetPort)}");
                 if (resource.Settings.SleepAfter is { } sleepAfter)
                 {
                     context.EnvironmentVariables["CONTAINERS_SLEEP_AFTER"] = sleepAfter;

@@ -21,6 +21,12 @@ public sealed class ContainerRuntimeResource(string name, ContainerRuntimeSettin
     /// <summary>Where the control API listens (loopback), once the runtime has started.</summary>
     public Uri? Url { get; internal set; }
 
+    /// <summary>The Worker on loopback, where the relay of container mode sends instances' outbound requests.</summary>
+    public ReferenceExpression? WorkerUrl { get; internal set; }
+
+    /// <summary>In container mode, where instances reach <see cref="WorkerUrl"/>'s outbound route (see <see cref="InstanceNetwork"/>), once started.</summary>
+    public Uri? OutboundUrl { get; internal set; }
+
     /// <summary>The dashboard commands each instance gets, once the Worker that serves the admin API is known.</summary>
     public AdminApiCommands? Commands { get; internal set; }
 }
@@ -65,11 +71,16 @@ public sealed record ContainerImage(string Engine, string Dockerfile, string Con
     /// Runs <c>{Engine} {args}</c> in <see cref="Context"/> and returns its exit code; each line of its output goes to
     /// <paramref name="output"/> if given, else to <paramref name="log"/>, and its errors to <paramref name="log"/>.
     /// </summary>
-    public async Task<int> RunAsync(string[] args, ILogger log, CancellationToken cancellationToken = default, Action<string>? output = null)
+    public Task<int> RunAsync(string[] args, ILogger log, CancellationToken cancellationToken = default, Action<string>? output = null) =>
+        RunAsync(Engine, args, Context, log, cancellationToken, output);
+
+    /// <summary>Runs <paramref name="program"/> with <paramref name="args"/> in <paramref name="directory"/> (see the overload above).</summary>
+    internal static async Task<int> RunAsync(string program, string[] args, string directory, ILogger log,
+        CancellationToken cancellationToken = default, Action<string>? output = null)
     {
-        var start = new ProcessStartInfo(Engine)
+        var start = new ProcessStartInfo(program)
         {
-            WorkingDirectory = Context,
+            WorkingDirectory = directory,
             UseShellExecute = false,
             RedirectStandardOutput = true,
             RedirectStandardError = true,

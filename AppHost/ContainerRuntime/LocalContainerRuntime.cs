@@ -45,6 +45,7 @@ public sealed partial class LocalContainerRuntime(
     private readonly Dictionary<string, int> _startsByUser = [];
     private readonly HttpClient _health = new() { Timeout = TimeSpan.FromSeconds(2) };
     private WebApplication? _api;
+    private InstanceNetwork? _network;
     private ILogger _log = null!;
 
     /// <summary>Where the control API listens (127.0.0.1), once started.</summary>
@@ -90,6 +91,17 @@ public sealed partial class LocalContainerRuntime(
         {
             await RemoveLeftoverContainersAsync(image, cancellationToken);
             await BuildImageAsync(image, cancellationToken);
+            _network = await InstanceNetwork.OpenAsync(image, WorkerUrlAsync, _log, cancellationToken);
+            resource.OutboundUrl = _network.OutboundUrl;
+            if (_network.FirewallMissing is { } why)
+            {
+                _log.LogWarning("Instances are on the internal network {Network} (no internet, not the host's loopback), but {Why}: " +
+                    "they can still reach each other and whatever this machine serves on all its addresses (on {Gateway})",
+                    InstanceNetwork.Name, why, _network.OutboundUrl.Host);
+            }
+            _log.LogInformation("Instances are on {Network} ({Subnet}, bridge {Bridge}) and reach only the Worker's outbound route, through {Relay}{Firewall}",
+                InstanceNetwork.Name, _network.Subnet, _network.Bridge, _network.OutboundUrl,
+                _network.FirewallMissing is null ? "; firewall rules in place" : "");
         }
         else
         {
@@ -125,7 +137,10 @@ public sealed partial class LocalContainerRuntime(
             Properties = [.. s.Properties,
                 new("runtime.url", resource.Url.ToString()),
                 new("runtime.max_instances", MaxInstances.ToString(CultureInfo.InvariantCulture)),
-                new("runtime.sleep_after", resource.Settings.SleepAfter ?? "the class's sleepAfter")],
+                new("runtime.sleep_after", resource.Settings.SleepAfter ?? "the class's sleepAfter"),
+                new("runtime.network", _network is null
+                    ? "the host's (processes: egress is not enforced)"
+                    : $"{InstanceNetwork.Name} {_network.Subnet}, relay {_network.OutboundUrl}{(_network.FirewallMissing is { } why ? $", no firewall rules: {why}" : "")}")],
         });
     }
 
@@ -145,6 +160,8 @@ public sealed partial class LocalContainerRuntime(
             await all;
         }
         if (_api is not null) await _api.StopAsync(cancellationToken);
+        if (_network is not null) await _network.DisposeAsync();
+        _network = null;
         await notifications.PublishUpdateAsync(resource, s => s with { State = KnownResourceStates.Finished, StopTimeStamp = DateTime.UtcNow });
     }
 
@@ -169,7 +186,7 @@ public sealed partial class LocalContainerRuntime(
         await next(context);
     }
 
-    private async Task<IResult> StartInstance(StartRequest request)
+    private async Task<IResult> StartInstance(StartRequest request, CancellationToken cancellationToken)
     {
         if (request.DurableObjectId is null || !DurableObjectIdFormat().IsMatch(request.DurableObjectId))
         {
@@ -182,6 +199,18 @@ public sealed partial class LocalContainerRuntime(
         if (request.Entrypoint is { Length: > 0 })
         {
             return Results.Problem(statusCode: 400, detail: "The local container runtime runs only the upload service's own entrypoint; a start request cannot name a command.");
+        }
+
+        // Containers go on the internal network when the Durable Object turned internet access off (the Worker's
+        // default is on, as Cloudflare's), else on the host's network, where the relay's address means nothing: the
+        // outbound route is the Worker's on loopback.
+        var env = request.Env ?? [];
+        var network = request.EnableInternet == false ? _network : null;
+        if (_network is not null && network is null)
+        {
+            var relay = _network.OutboundUrl.ToString().TrimEnd('/');
+            var worker = await WorkerUrlAsync(cancellationToken);
+            env = env.ToDictionary(e => e.Key, e => e.Value.StartsWith(relay + "/", StringComparison.Ordinal) ? worker + e.Value[relay.Length..] : e.Value);
         }
 
         UploadServiceInstance instance;
@@ -203,8 +232,7 @@ public sealed partial class LocalContainerRuntime(
             var count = _startsByUser[request.Name] = _startsByUser.GetValueOrDefault(request.Name) + 1;
             var id = $"{request.Name}-{count}";
             var log = loggers.GetLogger(id);
-            instance = UploadServiceInstance.Start(id, request.Name, request.DurableObjectId, request.Env ?? new Dictionary<string, string>(),
-                resource.Settings, FreePort(), log);
+            instance = UploadServiceInstance.Start(id, request.Name, request.DurableObjectId, env, resource.Settings, network, log);
             _instances[id] = instance;
         }
         resource.Commands?.AddTo(instance.Resource, instance.User);
@@ -290,6 +318,11 @@ public sealed partial class LocalContainerRuntime(
         await PublishAsync(instance, KnownResourceStates.Exited, code == 0 ? KnownResourceStateStyles.Info : KnownResourceStateStyles.Error, code);
     }
 
+    /// <summary>The Worker as the relay reaches it (the Worker starts after the runtime, so asked per request).</summary>
+    private async ValueTask<string> WorkerUrlAsync(CancellationToken cancellationToken) =>
+        await (resource.WorkerUrl ?? throw new InvalidOperationException("The runtime was not given the Worker (WithContainerRuntime).")).GetValueAsync(cancellationToken)
+            ?? throw new InvalidOperationException("The Worker has no address yet.");
+
     private string What => resource.Settings.Image is { } image
         ? $"a container of {image.Tag} ({image.Engine})"
         : $"a process of {resource.Settings.UploadServiceDll}";
@@ -331,6 +364,7 @@ public sealed partial class LocalContainerRuntime(
                 new("container.durable_object_id", instance.DurableObjectId),
                 new("executable.pid", instance.ProcessId),
                 new("container.port", $"127.0.0.1:{instance.Port} → {UploadServiceInstance.ContainerPort}"),
+                new("container.network", instance.Network),
                 new("container.data", instance.DataDirectory),
             ],
         });
@@ -352,13 +386,6 @@ public sealed partial class LocalContainerRuntime(
     private static UploadServiceInstanceInfo Describe(UploadServiceInstance instance) => new(
         instance.Id, instance.User, instance.DurableObjectId, instance.ProcessId, instance.Port, instance.DataDirectory,
         instance.StartedAt, instance.HasExited ? instance.Exited.Result : null);
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
 
     [GeneratedRegex("^[0-9a-f]{64}$")]
     private static partial Regex DurableObjectIdFormat();

@@ -1,15 +1,19 @@
 using System.Diagnostics;
 using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using Aspire.Hosting.ApplicationModel;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Aspire.Hosting;
 
 /// <summary>
 /// One Durable Object's instance of the upload service, started with the environment the object passed to
 /// start() and reachable on its own loopback port: a process of the built project with a data directory of its
-/// own that goes when it exits, or a container of the image (<c>--rm</c>: its disk goes with it).
+/// own that goes when it exits, or a container of the image (<c>--rm</c>: its disk goes with it) on the
+/// internal network (<see cref="InstanceNetwork"/>), its port relayed to a loopback port of its own.
 /// </summary>
 internal sealed class UploadServiceInstance
 {
@@ -19,9 +23,11 @@ internal sealed class UploadServiceInstance
     private readonly Process _process;
     private readonly ContainerRuntimeSettings _settings;
     private readonly ILogger _log;
+    private readonly PortRelay? _relay;
+    private readonly CancellationTokenSource _exited;
 
     private UploadServiceInstance(string id, string user, string durableObjectId, int port, string dataDirectory,
-        Process process, ContainerRuntimeSettings settings, ILogger log)
+        Process process, ContainerRuntimeSettings settings, PortRelay? relay, CancellationTokenSource exited, ILogger log)
     {
         Id = id;
         User = user;
@@ -30,6 +36,8 @@ internal sealed class UploadServiceInstance
         DataDirectory = dataDirectory;
         _process = process;
         _settings = settings;
+        _relay = relay;
+        _exited = exited;
         _log = log;
         ProcessId = process.Id;
         Resource = new UserContainerResource(id);
@@ -40,8 +48,10 @@ internal sealed class UploadServiceInstance
     public string Id { get; }
     public string User { get; }
     public string DurableObjectId { get; }
-    /// <summary>The loopback port the service listens on (what <see cref="ContainerPort"/> is published as).</summary>
+    /// <summary>The loopback port the service listens on, or that relays to the container's <see cref="ContainerPort"/>.</summary>
     public int Port { get; }
+    /// <summary>Where it runs: the host's network, or the instances' internal one (container mode, internet off).</summary>
+    public string Network => _relay is null ? "host" : InstanceNetwork.Name;
     /// <summary>The process's data directory, or where the container keeps its files (inside it).</summary>
     public string DataDirectory { get; }
     /// <summary>The service's process, or the container engine's client attached to the container.</summary>
@@ -59,25 +69,39 @@ internal sealed class UploadServiceInstance
     private string ContainerName => $"upload-instance-{Id}";
 
     /// <summary>
-    /// Starts the instance with the environment the Durable Object passed. The runtime adds only the port mapping
-    /// (<c>ASPNETCORE_URLS</c>, which takes precedence over the image's ASPNETCORE_HTTP_PORTS: on the host network
-    /// each instance needs a port of its own) and the instance's id for telemetry. Nothing of the AppHost's own
-    /// environment reaches the service.
+    /// Starts the instance with the environment the Durable Object passed. The runtime adds only the instance's id
+    /// for telemetry and, on the host's network, its port (<c>ASPNETCORE_URLS</c>, which takes precedence over the
+    /// image's ASPNETCORE_HTTP_PORTS: there each instance needs a port of its own). Nothing of the AppHost's own
+    /// environment reaches the service. A container goes on <paramref name="network"/> if given (the Durable
+    /// Object turned internet access off), else on the host's network.
     /// </summary>
     public static UploadServiceInstance Start(
         string id, string user, string durableObjectId, IReadOnlyDictionary<string, string> env,
-        ContainerRuntimeSettings settings, int port, ILogger log)
+        ContainerRuntimeSettings settings, InstanceNetwork? network, ILogger log)
     {
         var instanceEnv = new Dictionary<string, string>(env)
         {
-            ["ASPNETCORE_URLS"] = $"http://127.0.0.1:{port}",
             ["OTEL_RESOURCE_ATTRIBUTES"] = env.TryGetValue("OTEL_RESOURCE_ATTRIBUTES", out var attributes) && attributes.Length > 0
                 ? $"{attributes},service.instance.id={id}"
                 : $"service.instance.id={id}",
         };
+        var name = $"upload-instance-{id}";
+        var exited = new CancellationTokenSource();
+        PortRelay? relay = null;
+        int port;
+        if (settings.Image is { } image && network is not null)
+        {
+            relay = new PortRelay(AddressAsync(image, name, log, exited.Token), log);
+            port = relay.Port;
+        }
+        else
+        {
+            port = FreePort();
+            instanceEnv["ASPNETCORE_URLS"] = $"http://127.0.0.1:{port}";
+        }
         var dataDirectory = settings.Image is null ? Path.Combine(settings.InstancesRoot, id) : "/data (inside the container)";
-        var start = settings.Image is { } image
-            ? ContainerStart($"upload-instance-{id}", id, image, instanceEnv)
+        var start = settings.Image is { } engine
+            ? ContainerStart(name, id, engine, network is null ? ["--network", "host"] : InstanceNetwork.RunArguments, instanceEnv)
             : ProcessStart(settings.UploadServiceDll, dataDirectory, instanceEnv);
         start.UseShellExecute = false;
         start.RedirectStandardInput = true;
@@ -91,7 +115,7 @@ internal sealed class UploadServiceInstance
         process.StandardInput.Close(); // a container started without -i has no input
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
-        return new UploadServiceInstance(id, user, durableObjectId, port, dataDirectory, process, settings, log);
+        return new UploadServiceInstance(id, user, durableObjectId, port, dataDirectory, process, settings, relay, exited, log);
     }
 
     /// <summary>
@@ -118,14 +142,13 @@ internal sealed class UploadServiceInstance
 
     /// <summary>
     /// <c>run --rm</c> of the image, attached (the client's exit code is the container's, its output the
-    /// container's, and SIGTERM to the client reaches the container). The host network stands in for Cloudflare's
-    /// networking: the OTLP and S3 addresses the Durable Object passes are on this machine's loopback. Values
-    /// travel in the client's environment (<c>-e NAME</c>), not on its command line.
+    /// container's, and SIGTERM to the client reaches the container), with <paramref name="networkArguments"/>.
+    /// Values travel in the client's environment (<c>-e NAME</c>), not on its command line.
     /// </summary>
-    private static ProcessStartInfo ContainerStart(string name, string id, ContainerImage image, Dictionary<string, string> env)
+    private static ProcessStartInfo ContainerStart(string name, string id, ContainerImage image, string[] networkArguments, Dictionary<string, string> env)
     {
         var start = new ProcessStartInfo(image.Engine);
-        foreach (var arg in (string[])["run", "--rm", "--name", name, "--label", $"upload-instance={id}", "--network", "host"])
+        foreach (var arg in (string[])["run", "--rm", "--name", name, "--label", $"upload-instance={id}", .. networkArguments])
             start.ArgumentList.Add(arg);
         foreach (var (key, value) in env)
         {
@@ -135,6 +158,22 @@ internal sealed class UploadServiceInstance
         }
         start.ArgumentList.Add(image.Tag);
         return start;
+    }
+
+    /// <summary>The container's address on the network, once the engine has given it one (polled: <c>run</c> does not say).</summary>
+    private static async Task<IPEndPoint> AddressAsync(ContainerImage image, string name, ILogger log, CancellationToken exited)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        while (DateTime.UtcNow < deadline)
+        {
+            string? address = null;
+            await image.RunAsync(["inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name],
+                NullLogger.Instance, exited, output: line => address ??= line.Trim());
+            if (IPAddress.TryParse(address, out var ip)) return new IPEndPoint(ip, ContainerPort);
+            await Task.Delay(TimeSpan.FromMilliseconds(100), exited);
+        }
+        log.LogWarning("{Name} got no address on the network within 60 s", name);
+        throw new TimeoutException($"{name} got no address on the network.");
     }
 
     /// <summary>Sends a signal to the instance (15 = SIGTERM, 9 = SIGKILL, …); nothing once it has exited.</summary>
@@ -158,6 +197,9 @@ internal sealed class UploadServiceInstance
         await _process.WaitForExitAsync();
         var code = _process.ExitCode;
         _process.Dispose();
+        await _exited.CancelAsync();
+        _exited.Dispose();
+        if (_relay is not null) await _relay.DisposeAsync();
         if (_settings.Image is null)
         {
             // The container's disk goes with it; here that is the instance's data directory.
@@ -168,6 +210,13 @@ internal sealed class UploadServiceInstance
             }
         }
         return code;
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 
     private static string DotnetHost() =>
