@@ -1,5 +1,5 @@
 // Builds the upload page (web/) into public/, the Workers static-assets folder: app.ts bundled with
-// tus-js-client by esbuild, the HTML, CSS and _headers copied. Run by wrangler's [build] command, so
+// Uppy by esbuild, app.css with Uppy's styles, the HTML and _headers copied. Run by wrangler's [build] command, so
 // `wrangler dev` and `wrangler deploy` both serve a fresh build; public/ is not committed.
 // Several wrangler processes may build at once (the AppHost, tests, the benchmark): each builds into its
 // own folder and renames the finished files into public/, so nobody ever sees public/ missing or half written.
@@ -15,9 +15,10 @@ const out = join(root, "public");
 await mkdir(out, { recursive: true });
 const staging = await mkdtemp(join(root, ".public-"));
 try {
+  // app.ts with Uppy and tus-js-client; app.css with Uppy's styles (its @imports) — no CDN, nothing inline.
   await build({
-    entryPoints: [join(web, "app.ts")],
-    outfile: join(staging, "app.js"),
+    entryPoints: [join(web, "app.ts"), join(web, "app.css")],
+    outdir: staging,
     bundle: true,
     format: "esm",
     platform: "browser",
@@ -26,7 +27,7 @@ try {
     sourcemap: true,
     logLevel: "warning",
   });
-  for (const file of ["index.html", "app.css", "_headers"]) {
+  for (const file of ["index.html", "_headers"]) {
     await copyFile(join(web, file), join(staging, file));
   }
   for (const file of await readdir(staging)) {

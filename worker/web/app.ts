@@ -1,7 +1,13 @@
-// The upload page: tus uploads (resumable, 50 MiB chunks) and the user's file list, against the Worker's
-// own /uploads and /files. The token stays in this tab (sessionStorage) and travels only in the
-// Authorization header; a `#token=` fragment is read once and removed from the address bar.
-import { Upload, type DetailedError, type PreviousUpload } from "tus-js-client";
+// The upload page: Uppy's Dashboard with tus uploads (resumable, 50 MiB chunks) and Golden Retriever
+// (the selection survives a reload), and the user's file list, against the Worker's own /uploads and
+// /files. The token stays in this tab (sessionStorage) and travels only in the Authorization header; a
+// `#token=` fragment is read once and removed from the address bar.
+import { prettierBytes } from "@transloadit/prettier-bytes";
+import Uppy from "@uppy/core";
+import Dashboard from "@uppy/dashboard";
+import GoldenRetriever from "@uppy/golden-retriever";
+import Tus from "@uppy/tus";
+import type { TusDetailedError as DetailedError } from "@uppy/tus";
 
 /** Under Cloudflare's smallest request-body limit (100 MB); a dropped connection repeats at most one chunk. */
 const CHUNK_SIZE = 50 * 1024 * 1024;
@@ -28,10 +34,6 @@ const ui = {
   signedInAs: $<HTMLParagraphElement>("signed-in-as"),
   user: $<HTMLSpanElement>("user"),
   app: $<HTMLDivElement>("app"),
-  dropZone: $<HTMLDivElement>("drop-zone"),
-  fileInput: $<HTMLInputElement>("file-input"),
-  unfinished: $<HTMLParagraphElement>("unfinished"),
-  uploads: $<HTMLUListElement>("uploads"),
   refresh: $<HTMLButtonElement>("refresh"),
   signOut: $<HTMLButtonElement>("sign-out"),
   filesStatus: $<HTMLParagraphElement>("files-status"),
@@ -112,7 +114,7 @@ async function problemOf(response: Response): Promise<Problem> {
 }
 
 function problemOfTus(error: Error): Problem | null {
-  const response = (error as DetailedError).originalResponse;
+  const response = (error as Partial<DetailedError>).originalResponse;
   if (!response) return null;
   let body: Partial<Problem> = {};
   try {
@@ -125,19 +127,7 @@ function problemOfTus(error: Error): Problem | null {
 
 // ---- the file list ---------------------------------------------------------------------------------
 
-const sizeFormat = new Intl.NumberFormat(undefined, { maximumFractionDigits: 1 });
 const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
-
-function formatBytes(bytes: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${sizeFormat.format(value)} ${units[unit]}`;
-}
 
 /** Names may contain "/" (folders): each segment is encoded, the slashes stay. */
 function fileUrl(name: string): string {
@@ -188,7 +178,7 @@ function fileRow(file: FileEntry): HTMLTableRowElement {
   name.scope = "row";
   name.textContent = file.name;
   const size = document.createElement("td");
-  size.textContent = formatBytes(file.size);
+  size.textContent = prettierBytes(file.size); // as the Dashboard writes sizes
   const date = document.createElement("td");
   const time = document.createElement("time");
   time.dateTime = file.createdAt;
@@ -241,133 +231,73 @@ async function remove(name: string): Promise<void> {
 
 // ---- uploads ---------------------------------------------------------------------------------------
 
-function startUploads(files: Iterable<File>): void {
-  showError(null);
-  for (const file of files) void startUpload(file);
+type FileMeta = { name: string; type?: string };
+
+/**
+ * A name as it can be shown safely: invisible format characters (Unicode Cf: bidi overrides such as U+202E, which
+ * make `invoice‮fdp.exe` read as `invoiceexe.pdf`, zero-width characters, U+FEFF) written out as `<U+202E>`.
+ */
+function visible(name: string): string {
+  return name.replace(/\p{Cf}/gu, (c) => `<U+${c.codePointAt(0)!.toString(16).toUpperCase().padStart(4, "0")}>`);
 }
 
-async function startUpload(file: File): Promise<void> {
-  const item = document.createElement("li");
-  item.className = "upload";
-  const name = document.createElement("span");
-  name.className = "upload-name";
-  name.textContent = file.name;
-  const progress = document.createElement("progress");
-  progress.max = 100;
-  progress.value = 0;
-  progress.setAttribute("aria-label", `Upload progress of ${file.name}`);
-  const status = document.createElement("span");
-  status.className = "upload-status";
-  status.setAttribute("aria-live", "polite");
-  status.textContent = "Starting…";
-  const pause = button("Pause", `Pause ${file.name}`, () => togglePause());
-  const cancel = button("Cancel", `Cancel ${file.name}`, () => void cancelUpload());
-  const controls = document.createElement("span");
-  controls.className = "actions";
-  controls.append(pause, cancel);
-  item.append(name, progress, status, controls);
-  ui.uploads.append(item);
-
-  let paused = false;
-  let lastSample = { time: performance.now(), bytes: 0 };
-  let speed = 0;
-
-  const upload = new Upload(file, {
+const uppy = new Uppy<FileMeta, Record<string, never>>({
+  autoProceed: true,
+  // The service refuses such names (400); refusing them here keeps them from ever being shown disguised.
+  onBeforeFileAdded(file) {
+    if (!/\p{Cf}/u.test(file.name ?? "")) return true;
+    showError(`${visible(file.name ?? "")} was not added: its name contains an invisible formatting character, which could make it read as another name. Rename the file and add it again.`);
+    return false;
+  },
+});
+uppy
+  .use(Dashboard, {
+    inline: true,
+    target: "#uploader",
+    width: "100%",
+    height: 380,
+    theme: "auto",
+    proudlyDisplayPoweredByUppy: false,
+    note: "Uploads resume after a lost connection or a reload.",
+    doneButtonHandler: () => {
+      uppy.clear();
+    },
+  })
+  .use(Tus, {
     endpoint: new URL("/uploads", location.origin).href,
     chunkSize: CHUNK_SIZE,
     retryDelays: [0, 1000, 3000, 5000],
-    headers: authHeaders(),
-    metadata: { filename: file.name, filetype: file.type || "application/octet-stream" },
-    storeFingerprintForResuming: true,
+    limit: 3,
+    // A function: read at each request, so a new sign-in applies to uploads already in the list.
+    headers: () => authHeaders(),
     removeFingerprintOnSuccess: true,
-    onProgress(sent, total) {
-      const now = performance.now();
-      const elapsed = (now - lastSample.time) / 1000;
-      if (elapsed >= 0.25) {
-        const current = (sent - lastSample.bytes) / elapsed;
-        speed = speed === 0 ? current : 0.7 * speed + 0.3 * current;
-        lastSample = { time: now, bytes: sent };
-      }
-      const percent = total > 0 ? Math.floor((sent / total) * 100) : 100;
-      progress.value = percent;
-      status.textContent = `${percent}% · ${formatBytes(sent)} of ${formatBytes(total)}${speed > 0 ? ` · ${formatBytes(speed)}/s` : ""}`;
-    },
-    onSuccess() {
-      progress.value = 100;
-      status.textContent = `Done · ${formatBytes(file.size)}`;
-      item.classList.add("done");
-      pause.remove();
-      cancel.textContent = "Dismiss";
-      cancel.setAttribute("aria-label", `Dismiss ${file.name}`);
-      void refreshFiles();
-      void showUnfinished();
-    },
-    onError(error) {
-      status.textContent = "Failed";
-      item.classList.add("failed");
-      pause.textContent = "Retry";
-      pause.setAttribute("aria-label", `Retry ${file.name}`);
-      paused = true;
-      showError(describe(problemOfTus(error), `Uploading ${file.name}`));
-    },
-  });
+  })
+  // Keeps the selection across a reload: files up to its IndexedDB limit (10 MiB) come back by themselves,
+  // larger ones are asked for again (the Dashboard shows them as missing) and continue from the server's offset.
+  .use(GoldenRetriever);
 
-  function togglePause(): void {
-    if (paused) {
-      paused = false;
-      pause.textContent = "Pause";
-      pause.setAttribute("aria-label", `Pause ${file.name}`);
-      item.classList.remove("failed", "paused");
-      showError(null);
-      lastSample = { time: performance.now(), bytes: lastSample.bytes };
-      speed = 0;
-      status.textContent = "Resuming…";
-      upload.start();
-    } else {
-      paused = true;
-      void upload.abort();
-      pause.textContent = "Resume";
-      pause.setAttribute("aria-label", `Resume ${file.name}`);
-      item.classList.add("paused");
-      status.textContent = `Paused at ${progress.value}%`;
-    }
-  }
-
-  async function cancelUpload(): Promise<void> {
-    if (!item.classList.contains("done")) {
-      try {
-        await upload.abort(true); // tus termination: the server forgets the partial upload
-      } catch {
-        // already gone or unreachable: nothing left to undo here
-      }
-      void showUnfinished();
-    }
-    item.remove();
-  }
-
-  // Same file as an unfinished upload (from before a reload or a dropped connection): continue it.
-  const previous = await upload.findPreviousUploads();
-  const latest = previous.sort((a, b) => b.creationTime.localeCompare(a.creationTime))[0];
-  if (latest) {
-    upload.resumeFromPreviousUpload(latest);
-    status.textContent = "Resuming…";
-  }
-  upload.start();
+/** After a reload, go on with the restored uploads as soon as every file is back (none asked for again). */
+function continueRestored(): void {
+  if (uppy.getState().recoveredState && !uppy.getFiles().some((file) => file.isGhost)) uppy.emit("restore-confirmed");
 }
+uppy.on("restored", continueRestored);
+uppy.on("file-added", continueRestored);
+uppy.on("upload-success", () => void refreshFiles());
+uppy.on("upload-error", (file, error) => {
+  const words = describe(problemOfTus(error), `Uploading ${visible(file?.name ?? "a file")}`);
+  if (file) uppy.setFileState(file.id, { error: words });
+  showError(words);
+});
 
-/** Uploads left unfinished in this browser (tus fingerprints in localStorage): offer to continue them. */
-async function showUnfinished(): Promise<void> {
-  const probe = new Upload(new Blob([]), { endpoint: "/uploads" });
-  let stored: PreviousUpload[] = [];
+/** The service's size limit (Tus-Max-Size) as the Dashboard's restriction: too large is refused before a byte is sent. */
+async function applyServiceLimits(): Promise<void> {
   try {
-    stored = (await probe.options.urlStorage?.findAllUploads()) ?? [];
+    const response = await fetch("/uploads", { method: "OPTIONS", headers: authHeaders() });
+    const maxSize = Number(response.headers.get("Tus-Max-Size"));
+    if (response.ok && maxSize > 0) uppy.setOptions({ restrictions: { maxFileSize: maxSize } });
   } catch {
-    // storage unavailable (private mode): nothing to offer
+    // unreachable now: the service refuses too large an upload itself, with a problem the page shows
   }
-  const names = [...new Set(stored.map((entry) => entry.metadata.filename).filter(Boolean))];
-  ui.unfinished.hidden = names.length === 0;
-  ui.unfinished.textContent =
-    names.length === 0 ? "" : `Unfinished: ${names.join(", ")}. Choose the same file again to continue where it stopped.`;
 }
 
 // ---- wiring ----------------------------------------------------------------------------------------
@@ -382,6 +312,7 @@ ui.signInForm.addEventListener("submit", (event) => {
   showError(null);
   showSignedIn();
   void refreshFiles();
+  void applyServiceLimits();
 });
 
 ui.signOut.addEventListener("click", () => {
@@ -397,26 +328,8 @@ ui.refresh.addEventListener("click", () => {
   void refreshFiles();
 });
 
-ui.fileInput.addEventListener("change", () => {
-  if (ui.fileInput.files) startUploads(ui.fileInput.files);
-  ui.fileInput.value = "";
-});
-
-for (const type of ["dragenter", "dragover"]) {
-  ui.dropZone.addEventListener(type, (event) => {
-    event.preventDefault();
-    ui.dropZone.classList.add("dragging");
-  });
-}
-ui.dropZone.addEventListener("dragleave", () => ui.dropZone.classList.remove("dragging"));
-ui.dropZone.addEventListener("drop", (event) => {
-  event.preventDefault();
-  ui.dropZone.classList.remove("dragging");
-  if (event.dataTransfer?.files.length) startUploads(event.dataTransfer.files);
-});
-
 showSignedIn();
 if (token) {
   void refreshFiles();
-  void showUnfinished();
+  void applyServiceLimits();
 }

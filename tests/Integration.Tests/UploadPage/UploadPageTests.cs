@@ -8,8 +8,9 @@ using Xunit.Abstractions;
 namespace Integration.Tests;
 
 /// <summary>
-/// The upload page the Worker serves at /, driven in Debian's Chromium (tus-client/browser.mjs, playwright-core)
-/// against the real AppHost: what a person does in a browser, checked against the bytes on the server.
+/// The upload page the Worker serves at /, Uppy's Dashboard, driven in Debian's Chromium (tus-client/browser.mjs,
+/// playwright-core) against the real AppHost: what a person does in a browser, checked against the bytes on the
+/// server, and an accessibility audit (axe-core).
 /// </summary>
 [Collection(AppCollection.Name)]
 public sealed class UploadPageTests(AppFixture app, ITestOutputHelper output)
@@ -58,26 +59,35 @@ public sealed class UploadPageTests(AppFixture app, ITestOutputHelper output)
     }
 
     [Fact]
-    public async Task Signed_in_page_uploads_two_files_lists_downloads_and_deletes()
+    public async Task Three_files_dropped_at_once_upload_list_download_delete_and_pass_the_accessibility_audit()
     {
         var user = TestContent.UniqueUser("page");
         using var work = new WorkFolder();
-        var large = work.RandomFile("holiday-video.bin", 32 << 20);
-        var small = work.RandomFile("notes.txt", 1_500_000);
+        // A real image among them: the Dashboard makes its thumbnail (a blob: URL, which the page's CSP allows).
+        var image = Path.Combine(Projects.AppHost.ProjectPath, "..", "docs", "dashboard-user-containers.png");
+        var files = new[] { work.RandomFile("holiday-video.bin", 6 << 20), work.RandomFile("notes.txt", 1_500_000), work.CopyOf(image, "screenshot.png") };
 
-        var result = await RunBrowserAsync("upload", UserTokens.Create(app.AuthSecret, user, TimeSpan.FromHours(1)), work.Path, large.Path, small.Path);
+        var result = await RunBrowserAsync("upload", UserTokens.Create(app.AuthSecret, user, TimeSpan.FromHours(1)), work.Path,
+            files.Select(f => f.Path).ToArray());
 
         Assert.Equal(new Uri(app.WorkerUrl, "/").ToString(), result.GetProperty("urlAfterSignIn").GetString()); // fragment removed
-        Assert.Equal([100, 100], result.GetProperty("progress").EnumerateArray().Select(p => p.GetInt32()));
-        Assert.Equal(["holiday-video.bin", "notes.txt"], Strings(result.GetProperty("listed")));
-        Assert.Equal(large.Sha256, Sha256OfFile(result.GetProperty("downloaded").GetString()!));
-        Assert.Equal(["holiday-video.bin"], Strings(result.GetProperty("listedAfterDelete")));
+        Assert.Equal(["holiday-video.bin", "notes.txt", "screenshot.png"], Strings(result.GetProperty("listed")));
+        Assert.Equal(files.Select(f => PageSize(f.Length)), Strings(result.GetProperty("listedSizes")));
+        Assert.Equal(files[0].Sha256, Sha256OfFile(result.GetProperty("downloaded").GetString()!));
+        Assert.Equal(["holiday-video.bin", "notes.txt"], Strings(result.GetProperty("listedAfterDelete")));
         Assert.True(result.GetProperty("scrollWidth375").GetInt32() <= 375, "the page scrolls sideways at 375 px");
         Assert.Empty(Strings(result.GetProperty("consoleErrors"))); // CSP violations and failed requests show up here
+        foreach (var audit in new[] { "accessibility", "accessibilityNarrow" })
+        {
+            var serious = result.GetProperty(audit).EnumerateArray()
+                .Where(v => v.GetProperty("impact").GetString() is "serious" or "critical")
+                .Select(v => v.GetRawText()).ToList();
+            Assert.True(serious.Count == 0, $"{audit}: axe-core found serious or critical violations:\n{string.Join("\n", serious)}");
+        }
 
         using var client = app.CreateWorkerClient(user);
-        var stored = Assert.Single((await TestContent.ListAsync(client)).Files);
-        Assert.Equal(large.Sha256, stored.Sha256);
+        var stored = (await TestContent.ListAsync(client)).Files.OrderBy(f => f.Name, StringComparer.Ordinal).ToList();
+        Assert.Equal(files.Take(2).Select(f => (Path.GetFileName(f.Path), f.Length, f.Sha256)), stored.Select(f => (f.Name, f.Size, f.Sha256)));
         SaveArtifact(result.GetProperty("screenshot").GetString()!);
         SaveArtifact(result.GetProperty("screenshotNarrow").GetString()!);
     }
@@ -89,9 +99,9 @@ public sealed class UploadPageTests(AppFixture app, ITestOutputHelper output)
         using var work = new WorkFolder();
         var file = work.RandomFile("paused.bin", 40 << 20);
 
-        var result = await RunBrowserAsync("pause", UserTokens.Create(app.AuthSecret, user, TimeSpan.FromHours(1)), work.Path, file.Path);
+        var result = await RunBrowserAsync("pause", UserTokens.Create(app.AuthSecret, user, TimeSpan.FromHours(1)), work.Path, [file.Path]);
 
-        Assert.StartsWith("Paused at", result.GetProperty("pausedStatus").GetString());
+        Assert.InRange(result.GetProperty("pausedPercent").GetInt32(), 20, 99);
         Assert.Equal(0, result.GetProperty("requestsWhilePaused").GetInt32());
         var requests = TusRequests(result.GetProperty("tusRequests"));
         Assert.Single(requests, r => r.Method == "POST"); // one upload, continued rather than started again
@@ -101,27 +111,67 @@ public sealed class UploadPageTests(AppFixture app, ITestOutputHelper output)
         SaveArtifact(result.GetProperty("screenshot").GetString()!);
     }
 
-    [Fact]
-    public async Task Reload_mid_upload_then_choosing_the_file_again_resumes_instead_of_restarting()
+    [Theory]
+    // Up to Golden Retriever's IndexedDB limit (10 MiB) the file comes back by itself; above it the page asks for it.
+    [InlineData(8 << 20, 1 << 20, false)]
+    [InlineData(24 << 20, 4 << 20, true)]
+    public async Task Reload_mid_upload_continues_from_the_server_offset(int length, int throttle, bool asksForTheFile)
     {
         var user = TestContent.UniqueUser("page-reload");
         using var work = new WorkFolder();
-        var file = work.RandomFile("reloaded.bin", 80 << 20);
+        var file = work.RandomFile("reloaded.bin", length);
 
-        var result = await RunBrowserAsync("reload", UserTokens.Create(app.AuthSecret, user, TimeSpan.FromHours(1)), work.Path, file.Path);
+        var result = await RunBrowserAsync("reload", UserTokens.Create(app.AuthSecret, user, TimeSpan.FromHours(1)), work.Path,
+            [file.Path], new() { ["THROTTLE"] = throttle.ToString(System.Globalization.CultureInfo.InvariantCulture) });
 
+        Assert.Equal(asksForTheFile, result.GetProperty("askedForTheFile").GetBoolean());
+        if (asksForTheFile) Assert.Contains("re-select", result.GetProperty("statusAfterReload").GetString(), StringComparison.OrdinalIgnoreCase);
         var before = TusRequests(result.GetProperty("beforeReload"));
         var after = TusRequests(result.GetProperty("afterReload"));
-        Assert.Contains("reloaded.bin", result.GetProperty("unfinishedAfterReload").GetString());
-        Assert.DoesNotContain(after, r => r.Method == "POST"); // no new upload after the reload
         Assert.Single(before, r => r.Method == "POST");
+        Assert.DoesNotContain(after, r => r.Method == "POST"); // the same upload after the reload, not a new one
         var uploadPath = before.First(r => r.Method == "PATCH").Path;
         Assert.All(after, r => Assert.Equal(uploadPath, r.Path));
+        // Reloaded at 50 %: the server kept what it had received, so fewer bytes than the whole file went again.
         var resumedAt = after.First(r => r.Method == "PATCH").Offset;
-        // Reloaded at 60 %: what the server had kept is well above zero (a restart would send offset 0 after a new POST).
-        Assert.True(resumedAt > file.Length / 4, $"after the reload the upload went on from offset {resumedAt} of {file.Length}");
+        Assert.True(resumedAt > length / 4, $"after the reload the upload went on from offset {resumedAt} of {length}");
         await AssertStoredAsync(user, "reloaded.bin", file.Sha256);
         SaveArtifact(result.GetProperty("screenshot").GetString()!);
+    }
+
+    [Fact]
+    public async Task A_refused_upload_shows_the_problems_detail()
+    {
+        var user = TestContent.UniqueUser("page-refused");
+        using var work = new WorkFolder();
+        var file = work.RandomFile("nul.txt", 1000); // a Windows device name: the service refuses it
+
+        var result = await RunBrowserAsync("refused", UserTokens.Create(app.AuthSecret, user, TimeSpan.FromHours(1)), work.Path, [file.Path]);
+
+        var error = result.GetProperty("error").GetString();
+        Assert.Contains("(400", error);
+        Assert.Contains("Invalid filename", error); // the problem's detail, not tus-js-client's message
+        Assert.DoesNotContain("response text", error);
+        Assert.True(result.GetProperty("itemFailed").GetBoolean());
+        await AssertNothingStoredAsync(user);
+        SaveArtifact(result.GetProperty("screenshot").GetString()!);
+    }
+
+    [Fact]
+    public async Task A_name_that_could_read_as_another_is_refused_by_the_page_and_shown_escaped()
+    {
+        var user = TestContent.UniqueUser("page-bidi");
+        using var work = new WorkFolder();
+        var file = work.RandomFile("invoice\u202Efdp.exe", 1000); // a right-to-left override: reads as invoiceexe.pdf
+
+        var result = await RunBrowserAsync("refused", UserTokens.Create(app.AuthSecret, user, TimeSpan.FromHours(1)), work.Path, [file.Path]);
+
+        var error = result.GetProperty("error").GetString()!;
+        Assert.Contains("invoice<U+202E>fdp.exe was not added", error);
+        Assert.DoesNotContain('\u202E', error);
+        Assert.Equal(JsonValueKind.Null, result.GetProperty("itemFailed").ValueKind); // never in the Dashboard
+        Assert.Empty(TusRequests(result.GetProperty("tusRequests")));
+        await AssertNothingStoredAsync(user);
     }
 
     [Fact]
@@ -130,18 +180,19 @@ public sealed class UploadPageTests(AppFixture app, ITestOutputHelper output)
         var expired = UserTokens.Create(app.AuthSecret, TestContent.UniqueUser("page-expired"), DateTime.UtcNow.AddMinutes(-5));
         using var work = new WorkFolder();
 
-        var result = await RunBrowserAsync("expired", expired, work.Path);
+        var result = await RunBrowserAsync("expired", expired, work.Path, []);
 
         var error = result.GetProperty("error").GetString();
         Assert.Contains("expired", error);
         Assert.Contains("sign in", error, StringComparison.OrdinalIgnoreCase);
     }
 
-    private async Task<JsonElement> RunBrowserAsync(string scenario, string token, string outDir, params string[] files)
+    private async Task<JsonElement> RunBrowserAsync(string scenario, string token, string outDir, string[] files,
+        Dictionary<string, string>? env = null)
     {
         Assert.True(File.Exists(ChromiumPath), $"{ChromiumPath} is missing: install Debian's chromium package (.ci/run does).");
         var run = await NodeClients.RunAsync("browser.mjs",
-            new Dictionary<string, string> { ["PAGE_TOKEN"] = token, ["CHROMIUM_PATH"] = ChromiumPath },
+            new Dictionary<string, string>(env ?? []) { ["PAGE_TOKEN"] = token, ["CHROMIUM_PATH"] = ChromiumPath },
             BrowserTimeout, [scenario, app.WorkerUrl.ToString(), outDir, .. files]);
         Assert.True(run.ExitCode == 0, $"browser.mjs {scenario} exited {run.ExitCode}\n{run.Stderr}\n{run.Stdout}");
         return JsonDocument.Parse(run.Stdout.Trim().Split('\n')[^1]).RootElement;
@@ -170,6 +221,12 @@ public sealed class UploadPageTests(AppFixture app, ITestOutputHelper output)
         Assert.Equal(sha256, stored.Sha256);
     }
 
+    private async Task AssertNothingStoredAsync(string user)
+    {
+        using var client = app.CreateWorkerClient(user);
+        Assert.Empty((await TestContent.ListAsync(client)).Files);
+    }
+
     /// <summary>Keeps a screenshot beside the test binaries (artifacts/upload-page/) and names it in the output.</summary>
     private void SaveArtifact(string path)
     {
@@ -177,6 +234,18 @@ public sealed class UploadPageTests(AppFixture app, ITestOutputHelper output)
         var target = Path.Combine(ArtifactsRoot, Path.GetFileName(path));
         File.Copy(path, target, overwrite: true);
         output.WriteLine($"screenshot: {target}");
+    }
+
+    /// <summary>A size as the page writes it, the Dashboard's way (@transloadit/prettier-bytes: powers of 1024, "KB", "MB").</summary>
+    private static string PageSize(long bytes)
+    {
+        string[] units = ["B", "KB", "MB", "GB", "TB"];
+        var exponent = bytes == 0 ? 0 : Math.Min((int)Math.Floor(Math.Log(bytes) / Math.Log(1024)), units.Length - 1);
+        var value = bytes / Math.Pow(1024, exponent);
+        var text = value >= 10 || value % 1 == 0
+            ? Math.Round(value, MidpointRounding.AwayFromZero).ToString(System.Globalization.CultureInfo.InvariantCulture)
+            : value.ToString("0.0", System.Globalization.CultureInfo.InvariantCulture);
+        return $"{text} {units[exponent]}";
     }
 
     private static IEnumerable<string?> Strings(JsonElement array) => array.EnumerateArray().Select(e => e.GetString());
@@ -208,6 +277,14 @@ public sealed class UploadPageTests(AppFixture app, ITestOutputHelper output)
             var path = System.IO.Path.Combine(Path, name);
             File.WriteAllBytes(path, bytes);
             return new SourceFile(path, length, TestContent.Sha256Hex(bytes));
+        }
+
+        public SourceFile CopyOf(string source, string name)
+        {
+            var path = System.IO.Path.Combine(Path, name);
+            File.Copy(source, path);
+            var bytes = File.ReadAllBytes(path);
+            return new SourceFile(path, bytes.Length, TestContent.Sha256Hex(bytes));
         }
 
         public void Dispose()
