@@ -525,7 +525,9 @@ apphost_pid=""
 deadline=$((SECONDS + 30))
 while [ $SECONDS -lt $deadline ]; do
   leftovers=$(marked_processes; podman ps -a --filter label=upload-instance --format '{{.Names}}'
-    if nft list table inet upload_instances >/dev/null 2>&1; then echo "nft table inet upload_instances"; fi)
+    for family in inet bridge; do
+      if nft list table "$family" upload_instances >/dev/null 2>&1; then echo "nft table $family upload_instances"; fi
+    done)
   [ -z "$leftovers" ] && break
   sleep 1
 done

@@ -9,6 +9,7 @@ using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using Yarp.ReverseProxy.Forwarder;
 
 namespace Aspire.Hosting;
@@ -32,11 +33,13 @@ internal sealed class InstanceNetwork : IAsyncDisposable
     private const int SolIp = 0, IpFreebind = 15; // linux/in.h
 
     private readonly WebApplication _relay;
+    private readonly HttpMessageInvoker _client;
     private readonly ILogger _log;
 
-    private InstanceNetwork(WebApplication relay, Uri outboundUrl, string subnet, string bridge, string? firewallMissing, ILogger log)
+    private InstanceNetwork(WebApplication relay, HttpMessageInvoker client, Uri outboundUrl, string subnet, string bridge, string? firewallMissing, ILogger log)
     {
         _relay = relay;
+        _client = client;
         OutboundUrl = outboundUrl;
         Subnet = subnet;
         Bridge = bridge;
@@ -56,6 +59,19 @@ internal sealed class InstanceNetwork : IAsyncDisposable
     public static string[] RunArguments => ["--network", Name, "--sysctl", "net.ipv6.conf.all.disable_ipv6=1"];
 
     /// <summary>
+    /// Why this machine could not reach containers on such a network by their address (then instances stay on the
+    /// host network, egress not enforced), or null.
+    /// </summary>
+    public static async Task<string?> UnreachableAsync(ContainerImage engine, CancellationToken cancellationToken)
+    {
+        if (!OperatingSystem.IsLinux()) return "the engine runs containers in a VM whose networks this machine cannot reach by address";
+        if (!engine.Engine.EndsWith("podman", StringComparison.Ordinal)) return null;
+        string? rootless = null;
+        await engine.RunAsync(["info", "--format", "{{.Host.Security.Rootless}}"], NullLogger.Instance, cancellationToken, line => rootless ??= line.Trim());
+        return rootless == "true" ? "rootless podman keeps its networks in a namespace of its own" : null;
+    }
+
+    /// <summary>
     /// Creates the network if it is missing (it is kept between runs, like the image), opens the relay on its gateway,
     /// forwarding to <paramref name="worker"/> (resolved per request: the Worker starts after the runtime), and puts
     /// the firewall rules in place.
@@ -70,15 +86,33 @@ internal sealed class InstanceNetwork : IAsyncDisposable
             throw new InvalidOperationException($"The {engine.Engine} network '{Name}' exists but is not internal (it would route instances to the internet): remove it (`{engine.Engine} network rm {Name}`) and the runtime makes it again.");
         }
 
-        var relay = await StartRelayAsync(gateway, worker, log, cancellationToken);
-        var relayUrl = new Uri(relay.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single());
-        var firewallMissing = await ApplyFirewallAsync(subnet, gateway, bridge, relayUrl.Port, log, cancellationToken);
-        return new InstanceNetwork(relay, relayUrl, subnet, bridge, firewallMissing, log);
+        var client = new HttpMessageInvoker(new SocketsHttpHandler
+        {
+            UseProxy = false,
+            AllowAutoRedirect = false,
+            AutomaticDecompression = DecompressionMethods.None,
+            UseCookies = false,
+        });
+        var relay = await StartRelayAsync(gateway, worker, client, log, cancellationToken);
+        try
+        {
+            var relayUrl = new Uri(relay.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single());
+            var firewallMissing = await ApplyFirewallAsync(subnet, gateway, bridge, relayUrl.Port, log, cancellationToken);
+            return new InstanceNetwork(relay, client, relayUrl, subnet, bridge, firewallMissing, log);
+        }
+        catch
+        {
+            await relay.DisposeAsync();
+            client.Dispose();
+            throw;
+        }
     }
 
     public async ValueTask DisposeAsync()
     {
+        await _relay.StopAsync(CancellationToken.None);
         await _relay.DisposeAsync();
+        _client.Dispose();
         if (FirewallMissing is null)
         {
             await RunFirewallScriptAsync($"delete table inet {FirewallTable}\ndelete table bridge {FirewallTable}\n", _log, CancellationToken.None);
@@ -140,7 +174,7 @@ internal sealed class InstanceNetwork : IAsyncDisposable
     /// <see cref="OutboundRoute"/> forwarded to the Worker as it came; anything else 404.
     /// </summary>
     private static async Task<WebApplication> StartRelayAsync(IPAddress gateway, Func<CancellationToken, ValueTask<string>> worker,
-        ILogger log, CancellationToken cancellationToken)
+        HttpMessageInvoker client, ILogger log, CancellationToken cancellationToken)
     {
         var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions());
         builder.WebHost.UseKestrelCore().ConfigureKestrel(kestrel =>
@@ -160,13 +194,6 @@ internal sealed class InstanceNetwork : IAsyncDisposable
         builder.Services.AddRoutingCore();
         builder.Services.AddHttpForwarder();
         var relay = builder.Build();
-        var client = new HttpMessageInvoker(new SocketsHttpHandler
-        {
-            UseProxy = false,
-            AllowAutoRedirect = false,
-            AutomaticDecompression = DecompressionMethods.None,
-            UseCookies = false,
-        });
         relay.Map(OutboundRoute + "{**rest}", async (HttpContext context, IHttpForwarder forwarder) =>
         {
             var error = await forwarder.SendAsync(context, await worker(context.RequestAborted), client);

@@ -91,17 +91,14 @@ public sealed partial class LocalContainerRuntime(
         {
             await RemoveLeftoverContainersAsync(image, cancellationToken);
             await BuildImageAsync(image, cancellationToken);
-            _network = await InstanceNetwork.OpenAsync(image, WorkerUrlAsync, _log, cancellationToken);
-            resource.OutboundUrl = _network.OutboundUrl;
-            if (_network.FirewallMissing is { } why)
+            if (await InstanceNetwork.UnreachableAsync(image, cancellationToken) is { } unreachable)
             {
-                _log.LogWarning("Instances are on the internal network {Network} (no internet, not the host's loopback), but {Why}: " +
-                    "they can still reach each other and whatever this machine serves on all its addresses (on {Gateway})",
-                    InstanceNetwork.Name, why, _network.OutboundUrl.Host);
+                _log.LogWarning("Instances run on the host network, egress not enforced: {Why}", unreachable);
             }
-            _log.LogInformation("Instances are on {Network} ({Subnet}, bridge {Bridge}) and reach only the Worker's outbound route, through {Relay}{Firewall}",
-                InstanceNetwork.Name, _network.Subnet, _network.Bridge, _network.OutboundUrl,
-                _network.FirewallMissing is null ? "; firewall rules in place" : "");
+            else
+            {
+                await OpenNetworkAsync(image, cancellationToken);
+            }
         }
         else
         {
@@ -159,9 +156,16 @@ public sealed partial class LocalContainerRuntime(
             foreach (var instance in running) instance.Signal(9);
             await all;
         }
-        if (_api is not null) await _api.StopAsync(cancellationToken);
-        if (_network is not null) await _network.DisposeAsync();
-        _network = null;
+        try
+        {
+            if (_api is not null) await _api.StopAsync(cancellationToken);
+        }
+        finally
+        {
+            // The firewall rules go with the runtime, whatever happened to the control API.
+            if (_network is not null) await _network.DisposeAsync();
+            _network = null;
+        }
         await notifications.PublishUpdateAsync(resource, s => s with { State = KnownResourceStates.Finished, StopTimeStamp = DateTime.UtcNow });
     }
 
@@ -316,6 +320,22 @@ public sealed partial class LocalContainerRuntime(
         var code = await instance.Exited;
         _log.LogInformation("{Id} exited with code {Code}; its data directory is gone", instance.Id, code);
         await PublishAsync(instance, KnownResourceStates.Exited, code == 0 ? KnownResourceStateStyles.Info : KnownResourceStateStyles.Error, code);
+    }
+
+    /// <summary>Puts instances whose Durable Object turned internet access off on the internal network (see <see cref="InstanceNetwork"/>).</summary>
+    private async Task OpenNetworkAsync(ContainerImage image, CancellationToken cancellationToken)
+    {
+        var network = _network = await InstanceNetwork.OpenAsync(image, WorkerUrlAsync, _log, cancellationToken);
+        resource.OutboundUrl = network.OutboundUrl;
+        if (network.FirewallMissing is { } why)
+        {
+            _log.LogWarning("Instances are on the internal network {Network} (no internet, not the host's loopback), but {Why}: " +
+                "they can still reach each other and whatever this machine serves on all its addresses (on {Gateway})",
+                InstanceNetwork.Name, why, network.OutboundUrl.Host);
+        }
+        _log.LogInformation("Instances are on {Network} ({Subnet}, bridge {Bridge}) and reach only the Worker's outbound route, through {Relay}{Firewall}",
+            InstanceNetwork.Name, network.Subnet, network.Bridge, network.OutboundUrl,
+            network.FirewallMissing is null ? "; firewall rules in place" : "");
     }
 
     /// <summary>The Worker as the relay reaches it (the Worker starts after the runtime, so asked per request).</summary>

@@ -48,9 +48,16 @@ internal sealed class PortRelay : IAsyncDisposable
             {
                 client = await _listener.AcceptSocketAsync(_stop.Token);
             }
-            catch (Exception ex) when (ex is OperationCanceledException or SocketException or ObjectDisposedException)
+            catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException || _stop.IsCancellationRequested)
             {
                 return;
+            }
+            catch (SocketException ex)
+            {
+                // e.g. out of file descriptors for a moment: the port stays open, the next connection may fit.
+                _log.LogWarning("relay accept failed: {Message}", ex.Message);
+                await Task.Delay(TimeSpan.FromMilliseconds(100));
+                continue;
             }
             _ = PipeAsync(client);
         }
@@ -77,8 +84,10 @@ internal sealed class PortRelay : IAsyncDisposable
         }
         catch (Exception ex) when (ex is SocketException or IOException or OperationCanceledException or TimeoutException or ObjectDisposedException)
         {
-            // The container is not up yet, went away, or a side hung up: the connection ends, as a refused or reset one would.
+            // The container is not up yet, went away, or a side reset: the client's connection is reset too (no
+            // orderly close that could pass for a complete answer).
             _log.LogDebug("relay connection ended: {Message}", ex.Message);
+            try { client.LingerState = new LingerOption(true, 0); } catch (ObjectDisposedException) { }
         }
     }
 

@@ -111,7 +111,18 @@ internal sealed class UploadServiceInstance
         var process = new Process { StartInfo = start, EnableRaisingEvents = true };
         process.OutputDataReceived += (_, line) => { if (line.Data is not null) log.LogInformation("{Line}", line.Data); };
         process.ErrorDataReceived += (_, line) => { if (line.Data is not null) log.LogError("{Line}", line.Data); };
-        process.Start();
+        try
+        {
+            process.Start();
+        }
+        catch
+        {
+            exited.Cancel();
+            exited.Dispose();
+            relay?.DisposeAsync().AsTask().GetAwaiter().GetResult();
+            process.Dispose();
+            throw;
+        }
         process.StandardInput.Close(); // a container started without -i has no input
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
