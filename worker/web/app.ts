@@ -149,7 +149,11 @@ async function request(url: string, init: RequestInit, action: string): Promise<
   return response;
 }
 
+let refreshes = 0;
+
+/** Loads the whole list; when refreshes overlap (uploads finishing together), only the latest one is shown. */
 async function refreshFiles(): Promise<void> {
+  const refresh = ++refreshes;
   ui.filesStatus.textContent = "Loading…";
   const files: FileEntry[] = [];
   let cursor: string | null = null;
@@ -164,6 +168,7 @@ async function refreshFiles(): Promise<void> {
     files.push(...page.files);
     cursor = page.nextCursor;
   } while (cursor);
+  if (refresh !== refreshes) return; // a later refresh has started: its answer is the newer one
 
   const body = ui.files.tBodies[0]!;
   body.replaceChildren(...files.map(fileRow));
@@ -241,56 +246,81 @@ function visible(name: string): string {
   return name.replace(/\p{Cf}/gu, (c) => `<U+${c.codePointAt(0)!.toString(16).toUpperCase().padStart(4, "0")}>`);
 }
 
-const uppy = new Uppy<FileMeta, Record<string, never>>({
-  autoProceed: true,
-  // The service refuses such names (400); refusing them here keeps them from ever being shown disguised.
-  onBeforeFileAdded(file) {
-    if (!/\p{Cf}/u.test(file.name ?? "")) return true;
-    showError(`${visible(file.name ?? "")} was not added: its name contains an invisible formatting character, which could make it read as another name. Rename the file and add it again.`);
-    return false;
-  },
-});
-uppy
-  .use(Dashboard, {
-    inline: true,
-    target: "#uploader",
-    width: "100%",
-    height: 380,
-    theme: "auto",
-    proudlyDisplayPoweredByUppy: false,
-    note: "Uploads resume after a lost connection or a reload.",
-    doneButtonHandler: () => {
-      uppy.clear();
-    },
-  })
-  .use(Tus, {
-    endpoint: new URL("/uploads", location.origin).href,
-    chunkSize: CHUNK_SIZE,
-    retryDelays: [0, 1000, 3000, 5000],
-    limit: 3,
-    // A function: read at each request, so a new sign-in applies to uploads already in the list.
-    headers: () => authHeaders(),
-    removeFingerprintOnSuccess: true,
-  })
-  // Keeps the selection across a reload: files up to its IndexedDB limit (10 MiB) come back by themselves,
-  // larger ones are asked for again (the Dashboard shows them as missing) and continue from the server's offset.
-  .use(GoldenRetriever);
+type Uploader = Uppy<FileMeta, Record<string, never>>;
 
-/** After a reload, go on with the restored uploads as soon as every file is back (none asked for again). */
-function continueRestored(): void {
-  if (uppy.getState().recoveredState && !uppy.getFiles().some((file) => file.isGhost)) uppy.emit("restore-confirmed");
+/**
+ * The Dashboard for the signed-in user. Its id names Golden Retriever's storage (localStorage, IndexedDB), so a
+ * selection restored after a reload is only ever offered to the user who made it, never to the next one to sign
+ * in on this browser.
+ */
+function createUploader(user: string): Uploader {
+  const uppy: Uploader = new Uppy<FileMeta, Record<string, never>>({
+    id: `upload-page:${user}`,
+    autoProceed: true,
+    // The service refuses such names (400); refusing them here keeps them from ever being shown disguised. A file
+    // already in the list is not added twice (Uppy's own rule, which this option replaces).
+    onBeforeFileAdded(file, files) {
+      if (!/\p{Cf}/u.test(file.name ?? "")) return !Object.hasOwn(files, file.id);
+      showError(`${visible(file.name ?? "")} was not added: its name contains an invisible formatting character, which could make it read as another name. Rename the file and add it again.`);
+      return false;
+    },
+  });
+  uppy
+    .use(Dashboard, {
+      inline: true,
+      target: "#uploader",
+      width: "100%",
+      height: 380,
+      theme: "auto",
+      proudlyDisplayPoweredByUppy: false,
+      note: "Uploads resume after a lost connection or a reload.",
+      doneButtonHandler: () => {
+        uppy.clear();
+      },
+    })
+    .use(Tus, {
+      endpoint: new URL("/uploads", location.origin).href,
+      chunkSize: CHUNK_SIZE,
+      retryDelays: [0, 1000, 3000, 5000],
+      limit: 3,
+      // The token is set on each request (the headers option is read once per upload).
+      onBeforeRequest(request) {
+        for (const [name, value] of Object.entries(authHeaders())) request.setHeader(name, value);
+      },
+      removeFingerprintOnSuccess: true,
+    })
+    // Keeps the selection across a reload: files up to its IndexedDB limit (10 MiB) come back by themselves,
+    // larger ones are asked for again (the Dashboard shows them as missing) and continue from the server's offset.
+    .use(GoldenRetriever);
+
+  /** After a reload, go on with the restored uploads as soon as every file is back (none asked for again). */
+  const continueRestored = (): void => {
+    if (uppy.getState().recoveredState && !uppy.getFiles().some((file) => file.isGhost)) uppy.emit("restore-confirmed");
+  };
+  uppy.on("restored", continueRestored);
+  uppy.on("file-added", continueRestored);
+  uppy.on("upload-success", () => void refreshFiles());
+  uppy.on("upload-error", (file, error) => {
+    const problem = problemOfTus(error);
+    showError(describe(problem, `Uploading ${visible(file?.name ?? "a file")}`));
+    if (!file) return;
+    // Refused for what it is (its name, its size, the quota): retrying cannot help, and Golden Retriever would
+    // bring it back on every reload. It leaves the list; the message above says why.
+    if (problem && problem.status >= 400 && problem.status < 500 && problem.status !== 408 && problem.status !== 429) {
+      uppy.removeFile(file.id);
+    } else {
+      uppy.setFileState(file.id, { error: describe(problem, "The upload") });
+    }
+  });
+  uppy.on("complete", (result) => {
+    if ((result.failed?.length ?? 0) === 0 && (result.successful?.length ?? 0) > 0) showError(null);
+  });
+  void applyServiceLimits(uppy);
+  return uppy;
 }
-uppy.on("restored", continueRestored);
-uppy.on("file-added", continueRestored);
-uppy.on("upload-success", () => void refreshFiles());
-uppy.on("upload-error", (file, error) => {
-  const words = describe(problemOfTus(error), `Uploading ${visible(file?.name ?? "a file")}`);
-  if (file) uppy.setFileState(file.id, { error: words });
-  showError(words);
-});
 
 /** The service's size limit (Tus-Max-Size) as the Dashboard's restriction: too large is refused before a byte is sent. */
-async function applyServiceLimits(): Promise<void> {
+async function applyServiceLimits(uppy: Uploader): Promise<void> {
   try {
     const response = await fetch("/uploads", { method: "OPTIONS", headers: authHeaders() });
     const maxSize = Number(response.headers.get("Tus-Max-Size"));
@@ -298,6 +328,27 @@ async function applyServiceLimits(): Promise<void> {
   } catch {
     // unreachable now: the service refuses too large an upload itself, with a problem the page shows
   }
+}
+
+let uploader: Uploader | null = null;
+
+/** The signed-in user's Dashboard and file list, or none when signed out. */
+function showUser(): void {
+  showSignedIn();
+  if (token === null) return;
+  uploader ??= createUploader(tokenSubject(token) ?? "unknown");
+  void refreshFiles();
+}
+
+/** Signing out cancels what is uploading (terminated on the server while the token is still there) and forgets the selection. */
+function signOut(): void {
+  uploader?.cancelAll();
+  uploader?.destroy();
+  uploader = null;
+  token = null;
+  sessionStorage.removeItem(TOKEN_KEY);
+  showError(null);
+  showSignedIn();
 }
 
 // ---- wiring ----------------------------------------------------------------------------------------
@@ -310,16 +361,11 @@ ui.signInForm.addEventListener("submit", (event) => {
   sessionStorage.setItem(TOKEN_KEY, value);
   ui.tokenInput.value = "";
   showError(null);
-  showSignedIn();
-  void refreshFiles();
-  void applyServiceLimits();
+  showUser();
 });
 
 ui.signOut.addEventListener("click", () => {
-  token = null;
-  sessionStorage.removeItem(TOKEN_KEY);
-  showError(null);
-  showSignedIn();
+  signOut();
   ui.tokenInput.focus();
 });
 
@@ -328,8 +374,4 @@ ui.refresh.addEventListener("click", () => {
   void refreshFiles();
 });
 
-showSignedIn();
-if (token) {
-  void refreshFiles();
-  void applyServiceLimits();
-}
+showUser();

@@ -6,6 +6,8 @@
 //   reload        upload one file with a throttled network and reload mid-upload; a file small enough for
 //                 Golden Retriever's storage goes on by itself, a larger one is asked for (RESELECT=1 chooses it
 //                 again), then it finishes
+//   two-users     A's upload is cut off with the tab's session; B (PAGE_TOKEN_2) signs in on the same browser and is
+//                 not offered A's file; A signs in again and the upload goes on
 //   refused       choose one file whose name is refused (by the page or the service) and read the error shown
 //   expired       open the page with the token in PAGE_TOKEN (expired) and read the error it shows
 // The token comes from PAGE_TOKEN. Prints one JSON line with what the C# test asserts on.
@@ -51,6 +53,27 @@ try {
     const error = page.locator("#error");
     await error.waitFor({ state: "visible" });
     result.error = await error.textContent();
+  } else if (scenario === "two-users") {
+    // A's upload is cut off when the tab's session ends (sessionStorage cleared, as closing the tab does); B
+    // signs in on the same browser and must not be offered A's file; A signs in again and it goes on.
+    const name = basename(files[0]);
+    await throttle(page, THROTTLE);
+    await choose(page, files[0]);
+    await waitForPercent(page, 30);
+    result.beforeReload = tusRequests.splice(0);
+    await page.evaluate(() => sessionStorage.clear());
+    await page.reload();
+    await signIn(page, process.env.PAGE_TOKEN_2);
+    await page.locator("#files-status").filter({ hasText: "No files yet." }).waitFor();
+    await page.waitForTimeout(1000); // Golden Retriever restores asynchronously: give it time to (wrongly) show A's file
+    result.itemsShownToB = await page.locator(".uppy-Dashboard-Item").count();
+    result.screenshot = join(outDir, "upload-page-other-user.png");
+    await page.screenshot({ path: result.screenshot, fullPage: true });
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await signIn(page, token);
+    await throttle(page, THROTTLE);
+    await waitForDone(page, name);
+    result.afterReload = tusRequests;
   } else if (scenario === "refused") {
     await choose(page, files[0]);
     const error = page.locator("#error");
@@ -96,12 +119,14 @@ try {
     await waitForPercent(page, 20);
     await item(page, name).getByRole("button", { name: "Pause upload" }).click();
     await item(page, name).getByRole("button", { name: "Resume upload" }).waitFor();
+    await page.waitForTimeout(500); // progress events already queued when the request was aborted
     result.pausedPercent = await percent(page);
     result.screenshot = join(outDir, "upload-page-paused.png");
     await page.screenshot({ path: result.screenshot, fullPage: true });
     const pausedAt = tusRequests.length;
     await page.waitForTimeout(1500); // paused: no request may go out meanwhile
     result.requestsWhilePaused = tusRequests.length - pausedAt;
+    result.percentAfterWaiting = await percent(page);
     await item(page, name).getByRole("button", { name: "Resume upload" }).click();
     await waitForDone(page, name);
     result.tusRequests = tusRequests;
@@ -151,6 +176,12 @@ async function percent(page) {
 async function waitForPercent(page, at) {
   await page.waitForFunction((least) => Number(document.querySelector(".uppy-StatusBar-progress")?.getAttribute("aria-valuenow")) >= least,
     at, { polling: 50 });
+}
+
+async function signIn(page, jwt) {
+  await page.locator("#token").fill(jwt);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.locator("#app").waitFor();
 }
 
 /** Chooses files with the Dashboard's file input ("browse files"), behind "Add more" once the Dashboard lists files. */
