@@ -100,7 +100,7 @@ public static partial class ContainerRuntimeExtensions
                 // Where instances reach the Worker's outbound route, their storage and telemetry (worker/src/dev/outbound-route.ts):
                 // containers through the relay on their network's gateway, processes directly.
                 context.EnvironmentVariables["LOCAL_WORKER_URL"] = resource.OutboundUrl is { } relay
-                    ? relay.ToString().TrimEnd('/')
+                    ? relay
                     : ReferenceExpression.Create($"http://127.0.0.1:{worker.GetEndpoint("http").Property(EndpointProperty.TargetPort)}");
                 if (resource.Settings.SleepAfter is { } sleepAfter)
                 {

@@ -25,7 +25,7 @@ public sealed class ContainerRuntimeResource(string name, ContainerRuntimeSettin
     public ReferenceExpression? WorkerUrl { get; internal set; }
 
     /// <summary>In container mode, where instances reach <see cref="WorkerUrl"/>'s outbound route (see <see cref="InstanceNetwork"/>), once started.</summary>
-    public Uri? OutboundUrl { get; internal set; }
+    public string? OutboundUrl { get; internal set; }
 
     /// <summary>The dashboard commands each instance gets, once the Worker that serves the admin API is known.</summary>
     public AdminApiCommands? Commands { get; internal set; }

@@ -47,8 +47,10 @@ internal sealed class InstanceNetwork : IAsyncDisposable
         _log = log;
     }
 
-    /// <summary>Where instances reach the Worker's outbound route: the relay on the gateway (what <c>LOCAL_WORKER_URL</c> becomes).</summary>
+    /// <summary>Where instances reach the Worker's outbound route: the relay on the gateway.</summary>
     public Uri OutboundUrl { get; }
+    /// <summary><see cref="OutboundUrl"/> as <c>LOCAL_WORKER_URL</c> takes it (no trailing slash), the prefix of the instances' outbound URLs.</summary>
+    public string OutboundBase => OutboundUrl.GetLeftPart(UriPartial.Authority);
     public string Subnet { get; }
     /// <summary>The host's interface of the network (the bridge the instances hang off).</summary>
     public string Bridge { get; }

@@ -212,7 +212,7 @@ public sealed partial class LocalContainerRuntime(
         var network = request.EnableInternet == false ? _network : null;
         if (_network is not null && network is null)
         {
-            var relay = _network.OutboundUrl.ToString().TrimEnd('/');
+            var relay = _network.OutboundBase;
             var worker = await WorkerUrlAsync(cancellationToken);
             env = env.ToDictionary(e => e.Key, e => e.Value.StartsWith(relay + "/", StringComparison.Ordinal) ? worker + e.Value[relay.Length..] : e.Value);
         }
@@ -326,7 +326,7 @@ public sealed partial class LocalContainerRuntime(
     private async Task OpenNetworkAsync(ContainerImage image, CancellationToken cancellationToken)
     {
         var network = _network = await InstanceNetwork.OpenAsync(image, WorkerUrlAsync, _log, cancellationToken);
-        resource.OutboundUrl = network.OutboundUrl;
+        resource.OutboundUrl = network.OutboundBase;
         if (network.FirewallMissing is { } why)
         {
             _log.LogWarning("Instances are on the internal network {Network} (no internet, not the host's loopback), but {Why}: " +

@@ -66,7 +66,9 @@ internal sealed class UploadServiceInstance
     public bool HasExited => Exited.IsCompleted;
 
     /// <summary>The container's name in container mode (also the label value that finds leftovers).</summary>
-    private string ContainerName => $"upload-instance-{Id}";
+    private string ContainerName => ContainerNameOf(Id);
+
+    private static string ContainerNameOf(string id) => $"upload-instance-{id}";
 
     /// <summary>
     /// Starts the instance with the environment the Durable Object passed. The runtime adds only the instance's id
@@ -85,7 +87,7 @@ internal sealed class UploadServiceInstance
                 ? $"{attributes},service.instance.id={id}"
                 : $"service.instance.id={id}",
         };
-        var name = $"upload-instance-{id}";
+        var name = ContainerNameOf(id);
         var exited = new CancellationTokenSource();
         PortRelay? relay = null;
         int port;
