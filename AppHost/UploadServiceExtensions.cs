@@ -183,7 +183,7 @@ public static class UploadServiceExtensions
 
     /// <summary>
     /// The shared upload service: its settings point at the bucket directly (<paramref name="s3"/>), or it keeps its
-    /// files on its disk in <c>.data/uploads/</c> (which with s3 holds only part scratch files).
+    /// files on its disk in <c>.data/uploads/</c> (unused with s3).
     /// </summary>
     public static IResourceBuilder<ProjectResource> WithStorage(
         this IResourceBuilder<ProjectResource> uploadService, IResourceBuilder<ExecutableResource>? s3)

@@ -176,7 +176,6 @@ public sealed class Stack(string repo, string work, HttpClient http, ServiceBuil
             Bucket = bucket,
             AccessKeyId = key,
             SecretAccessKey = key,
-            ScratchDirectory = Path.Combine(work, "s3-references"), // unused: the references stream from memory
         }, reason => report.Skip("s3 reference clients", reason));
         if (S3References is not null) Track(S3References);
         S3Direct = await StartService("upload-service-s3", "service-s3", new Dictionary<string, string>

@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using System.Text;
+using System.Text.Json.Serialization;
 using Microsoft.Extensions.Logging.Abstractions;
 using UploadService.Domain;
 
@@ -50,7 +51,8 @@ public abstract partial class FileStore : IFileStore, ITusStore
         var contentId = NewContentId();
         await using var blob = await CreateBlobAsync(file, contentId, cancellationToken);
         var (size, sha256) = await HashingCopy.CopyAsync(content, blob.Destination, maxBytes, cancellationToken);
-        return await CommitAsync(file, blob, new FileRecord(name.Value, size, sha256, contentType, Time.GetUtcNow(), contentId), cancellationToken);
+        var record = new FileRecord(name.Value, size, sha256, contentType, Time.GetUtcNow(), contentId) { Content = blob.TakeSmallContent() };
+        return await CommitAsync(file, blob, record, cancellationToken);
     }
 
     /// <summary>
@@ -96,7 +98,7 @@ public abstract partial class FileStore : IFileStore, ITusStore
 
             if (previous is not null && previous.ContentId != record.ContentId)
             {
-                await DeleteBlobAsync(file, previous.ContentId);
+                await DeleteBlobAsync(file, previous);
             }
 
             return record.ToStoredFile();
@@ -155,7 +157,7 @@ public abstract partial class FileStore : IFileStore, ITusStore
             gate.Release();
         }
 
-        await DeleteBlobAsync(file, record.ContentId);
+        await DeleteBlobAsync(file, record);
         return true;
     }
 
@@ -186,14 +188,14 @@ public abstract partial class FileStore : IFileStore, ITusStore
     }
 
     /// <summary>
-    /// Blob sizes (from the backend's listing; no record is read) plus the persisted offset of each unfinished
+    /// File sizes (from the backend's listing of blobs, plus the small files a backend keeps in their records) plus the persisted offset of each unfinished
     /// upload: a finished upload's bytes are a blob already, and bytes an append is still writing are the
     /// quota's business (in flight).
     /// </summary>
     public async Task<long> GetUsageAsync(UserId user, CancellationToken cancellationToken)
     {
         var userKey = UserKey(user);
-        return await BlobBytesAsync(userKey, cancellationToken) + await UnfinishedUploadBytesAsync(userKey, cancellationToken);
+        return await FileBytesAsync(userKey, cancellationToken) + await UnfinishedUploadBytesAsync(userKey, cancellationToken);
     }
 
     // ---- Tus uploads: each backend keeps their state its own way (see ITusStore) ----
@@ -232,11 +234,11 @@ public abstract partial class FileStore : IFileStore, ITusStore
     /// <summary>The blob <paramref name="record"/> points at, seekable; null when it is gone (replaced meanwhile).</summary>
     private protected abstract Stream? OpenBlob(FileKey file, FileRecord record);
 
-    /// <summary>Removes a blob; a failure is logged, not thrown (what is left is an orphan).</summary>
-    private protected abstract Task DeleteBlobAsync(FileKey file, string contentId);
+    /// <summary>Removes the blob <paramref name="record"/> points at (if it has one); a failure is logged, not thrown (what is left is an orphan).</summary>
+    private protected abstract Task DeleteBlobAsync(FileKey file, FileRecord record);
 
-    /// <summary>The total size of the user's blobs.</summary>
-    private protected abstract Task<long> BlobBytesAsync(string userKey, CancellationToken cancellationToken);
+    /// <summary>The total size of the user's files' bytes: their blobs, and what small files keep in their records.</summary>
+    private protected abstract Task<long> FileBytesAsync(string userKey, CancellationToken cancellationToken);
 
     /// <summary>The persisted bytes of the user's uploads that are not a blob yet.</summary>
     private protected abstract Task<long> UnfinishedUploadBytesAsync(string userKey, CancellationToken cancellationToken);
@@ -278,6 +280,12 @@ public abstract partial class FileStore : IFileStore, ITusStore
 
         public abstract Task PublishAsync(CancellationToken cancellationToken);
 
+        /// <summary>
+        /// The bytes written, when the backend keeps a file this small in its record rather than in a blob (the s3
+        /// backend: one request instead of two); nothing is published then. Null: the bytes are a blob.
+        /// </summary>
+        public virtual byte[]? TakeSmallContent() => null;
+
         public abstract Task RetractAsync();
 
         public abstract ValueTask DisposeAsync();
@@ -290,12 +298,18 @@ public abstract partial class FileStore : IFileStore, ITusStore
     private protected partial void LogDeleteFailed(Exception exception, string location);
 }
 
-/// <summary>A file's record, as every backend stores it: the public description plus the current blob's id.</summary>
+/// <summary>
+/// A file's record, as every backend stores it: the public description plus the current blob's id, or the bytes
+/// themselves (<see cref="Content"/>) for a small file where the backend keeps them in the record.
+/// </summary>
 internal sealed record FileRecord(
     string Name, long Size, string Sha256, string ContentType, DateTimeOffset CreatedAt, string ContentId)
 {
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public byte[]? Content { get; init; }
+
     public StoredFile ToStoredFile() => new(Name, Size, Sha256, ContentType, CreatedAt);
 }
 
-[System.Text.Json.Serialization.JsonSerializable(typeof(FileRecord))]
-internal sealed partial class FileRecordJson : System.Text.Json.Serialization.JsonSerializerContext;
+[JsonSerializable(typeof(FileRecord))]
+internal sealed partial class FileRecordJson : JsonSerializerContext;

@@ -11,7 +11,7 @@ public static class StorageExtensions
     /// Registers the file store chosen by <c>Storage:Provider</c>: <c>filesystem</c> (the default) keeps files
     /// and unfinished uploads under <c>Storage:Root</c> (relative paths are resolved against the content
     /// root); <c>s3</c> keeps both in the bucket named by <c>Storage:S3:*</c> (<see cref="S3FileStore"/>) and
-    /// uses <c>Storage:Root</c> only for scratch files of parts in flight. The store is opened (and so
+    /// writes nothing to local disk. The store is opened (and so
     /// recovered) by a hosted service at start-up, before the first request.
     /// </summary>
     public static TBuilder AddFileStore<TBuilder>(this TBuilder builder) where TBuilder : IHostApplicationBuilder
@@ -67,7 +67,6 @@ public static class StorageExtensions
             Bucket = Required(s3, "Bucket"),
             AccessKeyId = Required(s3, "AccessKeyId"),
             SecretAccessKey = Required(s3, "SecretAccessKey"),
-            ScratchDirectory = Path.Combine(StorageRoot(services), "s3-scratch"),
         };
         if (s3["Region"] is { Length: > 0 } region)
         {

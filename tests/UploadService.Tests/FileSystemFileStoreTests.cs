@@ -20,7 +20,7 @@ public sealed class FileSystemFileStoreTests : FileStoreContractTests, IDisposab
     protected override Task<IReadOnlyList<string>> StoredEntriesAsync() =>
         Task.FromResult<IReadOnlyList<string>>(_root.AllFiles().ToList());
 
-    protected override int ScratchFileCount() => Directory.EnumerateFiles(TempFolder).Count();
+    protected override int StagedCount() => Directory.EnumerateFiles(TempFolder).Count();
 
     private string TempFolder => Path.Combine(_root.Path, "tmp");
 

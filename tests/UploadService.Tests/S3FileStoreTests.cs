@@ -12,7 +12,6 @@ public sealed class S3FileStoreTests(S3Server server) : FileStoreContractTests
 {
     private const int PartSize = (int)S3StoreOptions.MinPartSizeBytes;
 
-    private readonly TempDirectory _scratch = new();
     private string _bucket = "";
     private S3FileStore? _store;
 
@@ -21,19 +20,20 @@ public sealed class S3FileStoreTests(S3Server server) : FileStoreContractTests
     public override async Task InitializeAsync()
     {
         _bucket = await server.CreateBucketAsync();
-        _store = new S3FileStore(server.Options(_bucket, _scratch.Path)).Opened();
+        _store = new S3FileStore(server.Options(_bucket)).Opened();
     }
 
     public override Task DisposeAsync()
     {
         _store?.Dispose();
-        _scratch.Dispose();
         return Task.CompletedTask;
     }
 
     protected override Task<IReadOnlyList<string>> StoredEntriesAsync() => server.KeysAsync(_bucket);
 
-    protected override int ScratchFileCount() => Directory.EnumerateFiles(_scratch.Path).Count();
+    protected override int StagedCount() => (int)_store!.PartsInMemory;
+
+    protected override int EntriesFor(int size) => size <= S3FileStore.SmallFileBytes ? 1 : 2;
 
     [Fact]
     public async Task A_file_of_several_parts_round_trips_and_serves_ranges_across_part_boundaries()
@@ -49,7 +49,8 @@ public sealed class S3FileStoreTests(S3Server server) : FileStoreContractTests
         content!.Content.Seek(PartSize - 500, SeekOrigin.Begin);
         await content.Content.ReadExactlyAsync(across);
         Assert.Equal(bytes.AsSpan(PartSize - 500, 1000).ToArray(), across);
-        Assert.Equal(0, ScratchFileCount());
+        Assert.Equal(0, StagedCount());
+        Assert.Equal(0, _store!.PartBytesCopiedWhole); // the SDK sent the parts' pooled blocks as they are
         Assert.Equal(2, (await StoredEntriesAsync()).Count);
     }
 
@@ -64,8 +65,8 @@ public sealed class S3FileStoreTests(S3Server server) : FileStoreContractTests
             Store.SaveAsync(User("alice"), File("big.bin"), source, Binary, NoLimit, CancellationToken.None));
 
         Assert.Equal(original, await ReadAllAsync("alice", "big.bin"));
-        Assert.Equal(2, (await StoredEntriesAsync()).Count);
-        Assert.Equal(0, ScratchFileCount());
+        Assert.Equal(EntriesFor(original.Length), (await StoredEntriesAsync()).Count);
+        Assert.Equal(0, StagedCount());
     }
 
     [Fact]
@@ -75,8 +76,7 @@ public sealed class S3FileStoreTests(S3Server server) : FileStoreContractTests
         await SaveAsync("alice", "docs/a.bin", bytes, "application/pdf");
         await SaveAsync("alice", "docs/b.txt", Bytes(3), "text/plain");
 
-        using var emptyDisk = new TempDirectory();
-        using var fresh = new S3FileStore(server.Options(_bucket, emptyDisk.Path)).Opened();
+        using var fresh = new S3FileStore(server.Options(_bucket)).Opened();
 
         var listing = await fresh.ListAsync(User("alice"), "docs/", 10, null, CancellationToken.None);
         Assert.Equal(["docs/a.bin", "docs/b.txt"], listing.Files.Select(f => f.Name));
@@ -91,19 +91,52 @@ public sealed class S3FileStoreTests(S3Server server) : FileStoreContractTests
     public async Task A_new_store_replaces_and_deletes_what_an_earlier_one_saved_without_leaving_its_blob()
     {
         // Which names have a record is listed by each store once: a wrong list would leave replaced blobs behind.
-        await SaveAsync("alice", "kept/a.bin", Bytes(100, seed: 1));
-        await SaveAsync("alice", "gone.bin", Bytes(100, seed: 2));
+        // Over the small-file size: each version is a blob.
+        const int Size = S3FileStore.SmallFileBytes + 100;
+        await SaveAsync("alice", "kept/a.bin", Bytes(Size, seed: 1));
+        await SaveAsync("alice", "gone.bin", Bytes(Size, seed: 2));
 
-        using var emptyDisk = new TempDirectory();
-        using var fresh = new S3FileStore(server.Options(_bucket, emptyDisk.Path)).Opened();
-        var replaced = Bytes(200, seed: 3);
+        using var fresh = new S3FileStore(server.Options(_bucket)).Opened();
+        var replaced = Bytes(Size + 200, seed: 3);
         await fresh.SaveAsync(User("alice"), File("kept/a.bin"), new MemoryStream(replaced), Binary, NoLimit, CancellationToken.None);
         Assert.True(await fresh.DeleteAsync(User("alice"), File("gone.bin"), CancellationToken.None));
-        await fresh.SaveAsync(User("alice"), File("gone.bin"), new MemoryStream(Bytes(5, seed: 4)), Binary, NoLimit, CancellationToken.None);
-        await fresh.SaveAsync(User("alice"), File("gone.bin"), new MemoryStream(Bytes(6, seed: 5)), Binary, NoLimit, CancellationToken.None);
+        await fresh.SaveAsync(User("alice"), File("gone.bin"), new MemoryStream(Bytes(Size + 5, seed: 4)), Binary, NoLimit, CancellationToken.None);
+        await fresh.SaveAsync(User("alice"), File("gone.bin"), new MemoryStream(Bytes(Size + 6, seed: 5)), Binary, NoLimit, CancellationToken.None);
 
         Assert.Equal(4, (await StoredEntriesAsync()).Count); // two records and their current blobs
         Assert.Equal(replaced, await ReadAllAsync("alice", "kept/a.bin"));
-        Assert.Equal(200 + 6, await fresh.GetUsageAsync(User("alice"), CancellationToken.None));
+        Assert.Equal(Size + 200 + Size + 6, await fresh.GetUsageAsync(User("alice"), CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task A_small_file_lives_in_its_record_and_replacing_it_either_way_leaves_no_blob_behind()
+    {
+        var small = Bytes(S3FileStore.SmallFileBytes, seed: 1);
+        var large = Bytes(S3FileStore.SmallFileBytes + 1, seed: 2);
+
+        await SaveAsync("alice", "a.bin", small);
+        Assert.Single(await StoredEntriesAsync()); // the record holds the bytes
+        Assert.Equal(small, await ReadAllAsync("alice", "a.bin"));
+        using (var content = await Store.OpenReadAsync(User("alice"), File("a.bin"), CancellationToken.None))
+        {
+            content!.Content.Seek(100, SeekOrigin.Begin);
+            var part = new byte[50];
+            await content.Content.ReadExactlyAsync(part);
+            Assert.Equal(small.AsSpan(100, 50).ToArray(), part);
+        }
+
+        await SaveAsync("alice", "a.bin", large);
+        Assert.Equal(2, (await StoredEntriesAsync()).Count);
+        Assert.Equal(large, await ReadAllAsync("alice", "a.bin"));
+
+        await SaveAsync("alice", "a.bin", small);
+        Assert.Single(await StoredEntriesAsync()); // the large version's blob went with the switch
+        Assert.Equal(small, await ReadAllAsync("alice", "a.bin"));
+        Assert.Equal(small.Length, await Store.GetUsageAsync(User("alice"), CancellationToken.None));
+        var listed = Assert.Single((await Store.ListAsync(User("alice"), "", 10, null, CancellationToken.None)).Files);
+        Assert.Equal((small.Length, Sha256(small)), (listed.Size, listed.Sha256));
+
+        Assert.True(await Store.DeleteAsync(User("alice"), File("a.bin"), CancellationToken.None));
+        Assert.Empty(await StoredEntriesAsync());
     }
 }

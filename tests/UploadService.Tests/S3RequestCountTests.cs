@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Http.Headers;
+using System.Text.RegularExpressions;
 using Amazon.Runtime;
 using Amazon.S3;
 using Microsoft.Extensions.DependencyInjection;
@@ -32,36 +33,49 @@ public sealed class S3RequestCountTests(S3Server server) : IAsyncLifetime
         settings["Upload:MaxFileBytes"] = (64 * PartSize).ToString();
         _service = UploadServiceFactory.WithSettings(
             settings,
-            services => services.AddSingleton<IAmazonS3>(provider =>
-            {
-                var options = provider.GetRequiredService<S3StoreOptions>();
-                var config = options.ClientConfig();
-                config.HttpClientFactory = _requests;
-                return new AmazonS3Client(new BasicAWSCredentials(options.AccessKeyId, options.SecretAccessKey), config);
-            }));
+            services => services.AddSingleton<IAmazonS3>(provider => provider.GetRequiredService<S3StoreOptions>().CreateClient(_requests)));
         using var warm = await Client.GetAsync("/health"); // start the service outside the counted requests
     }
 
     public async Task DisposeAsync() => await _service!.DisposeAsync();
 
     [Fact]
-    public async Task A_put_below_one_part_is_its_object_and_its_record_and_a_replace_reads_the_record_it_replaces()
+    public async Task A_small_put_is_its_record_alone_and_a_replace_reads_the_record_it_replaces()
     {
         // The user's first save lists which names have a record (once per process); this one is not counted.
         await CountAsync(() => Client.SendAsync(Request(HttpMethod.Put, "/files/first.bin", Bytes(10))), HttpStatusCode.Created);
+        var bytes = Bytes(4096);
 
-        var sent = await CountAsync(() => Client.SendAsync(Request(HttpMethod.Put, "/files/small.bin", Bytes(4096))), HttpStatusCode.Created);
+        var sent = await CountAsync(() => Client.SendAsync(Request(HttpMethod.Put, "/files/small.bin", bytes)), HttpStatusCode.Created);
 
-        Assert.Equal(["PUT Blob", "PUT Record"], sent.Select(request => request.ToString()).Order(StringComparer.Ordinal));
+        // The bytes are in the record: one request, and one GET to read the file back.
+        Assert.Equal(["PUT Record"], sent.Select(request => request.ToString()));
+        var read = await CountAsync(() => Client.SendAsync(Request(HttpMethod.Get, "/files/small.bin")), HttpStatusCode.OK, bytes);
+        Assert.Equal(["GET Record"], read.Select(request => request.ToString()));
 
         var replacing = await CountAsync(() => Client.SendAsync(Request(HttpMethod.Put, "/files/small.bin", Bytes(4096, seed: 2))), HttpStatusCode.Created);
 
-        // The previous version's record says which blob to delete after the switch.
-        Assert.Equal(["DELETE Blob", "GET Record", "PUT Blob", "PUT Record"], replacing.Select(request => request.ToString()).Order(StringComparer.Ordinal));
+        // The previous version's record says whether a blob is to be deleted after the switch: it had none.
+        Assert.Equal(["GET Record", "PUT Record"], replacing.Select(request => request.ToString()).Order(StringComparer.Ordinal));
     }
 
     [Fact]
-    public async Task A_small_tus_upload_is_its_state_then_its_object_its_record_and_its_state()
+    public async Task A_put_over_the_small_file_size_and_below_one_part_is_its_object_and_its_record()
+    {
+        await CountAsync(() => Client.SendAsync(Request(HttpMethod.Put, "/files/first.bin", Bytes(10))), HttpStatusCode.Created);
+        var bytes = Bytes(S3FileStore.SmallFileBytes + 1);
+
+        var sent = await CountAsync(() => Client.SendAsync(Request(HttpMethod.Put, "/files/medium.bin", bytes)), HttpStatusCode.Created);
+
+        Assert.Equal(["PUT Blob", "PUT Record"], sent.Select(request => request.ToString()).Order(StringComparer.Ordinal));
+        var replacing = await CountAsync(() => Client.SendAsync(Request(HttpMethod.Put, "/files/medium.bin", Bytes(100, seed: 2))), HttpStatusCode.Created);
+        Assert.Equal(["DELETE Blob", "GET Record", "PUT Record"], replacing.Select(request => request.ToString()).Order(StringComparer.Ordinal));
+        var read = await CountAsync(() => Client.SendAsync(Request(HttpMethod.Get, "/files/medium.bin")), HttpStatusCode.OK, Bytes(100, seed: 2));
+        Assert.Equal(["GET Record"], read.Select(request => request.ToString()));
+    }
+
+    [Fact]
+    public async Task A_small_tus_upload_is_its_state_then_its_record_and_its_state()
     {
         await CountAsync(() => Client.SendAsync(Request(HttpMethod.Put, "/files/first.bin", Bytes(10))), HttpStatusCode.Created);
         var bytes = Bytes(4096, seed: 3);
@@ -69,8 +83,8 @@ public sealed class S3RequestCountTests(S3Server server) : IAsyncLifetime
 
         var sent = await CountAsync(() => Client.SendAsync(Patch(location, 0, bytes)), HttpStatusCode.NoContent);
 
-        // The state this process wrote at creation is not read again.
-        Assert.Equal(["PUT Blob", "PUT Record", "PUT UploadState"], sent.Select(request => request.ToString()).Order(StringComparer.Ordinal));
+        // The state this process wrote at creation is not read again; the bytes go into the file's record.
+        Assert.Equal(["PUT Record", "PUT UploadState"], sent.Select(request => request.ToString()).Order(StringComparer.Ordinal));
         using var get = await Client.SendAsync(Request(HttpMethod.Get, "/files/counted.bin"));
         Assert.Equal(bytes, await get.Content.ReadAsByteArrayAsync());
     }
@@ -107,11 +121,34 @@ public sealed class S3RequestCountTests(S3Server server) : IAsyncLifetime
         Assert.Equal(bytes, await get.Content.ReadAsByteArrayAsync());
     }
 
-    private async Task<IReadOnlyList<S3Request>> CountAsync(Func<Task<HttpResponseMessage>> send, HttpStatusCode expected)
+    [Fact]
+    public async Task Uploads_are_signed_without_hashing_their_bytes_and_the_server_accepts_them()
+    {
+        var bytes = Bytes(2 * PartSize + 4096, seed: 5);
+
+        var sent = await CountAsync(() => Client.SendAsync(Request(HttpMethod.Put, "/files/big.bin", bytes)), HttpStatusCode.Created);
+
+        // Two parts, the short last one and the record are PUTs; the server checked each request's signature.
+        var uploads = sent.Where(request => request.Method == "PUT").ToList();
+        Assert.Equal(["PUT Blob partNumber=1", "PUT Blob partNumber=2", "PUT Blob partNumber=3", "PUT Record"],
+            uploads.Select(request => Regex.Replace(request.ToString(), "&?uploadId=[^&]*", "")).Order(StringComparer.Ordinal));
+        Assert.All(uploads, request => Assert.Equal("UNSIGNED-PAYLOAD", request.PayloadHash));
+        // Starting and completing the multipart upload sign their bodies' hash as usual.
+        Assert.All(sent.Where(request => request.Method != "PUT"), request => Assert.Matches("^[0-9a-f]{64}$", request.PayloadHash));
+        using var get = await Client.SendAsync(Request(HttpMethod.Get, "/files/big.bin"));
+        Assert.Equal(bytes, await get.Content.ReadAsByteArrayAsync());
+    }
+
+    private async Task<IReadOnlyList<S3Request>> CountAsync(Func<Task<HttpResponseMessage>> send, HttpStatusCode expected, byte[]? body = null)
     {
         _requests.Sent.Clear();
         using var response = await send();
         Assert.True(response.StatusCode == expected, $"{(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
+        if (body is not null)
+        {
+            Assert.Equal(body, await response.Content.ReadAsByteArrayAsync());
+        }
+
         return _requests.Sent.ToArray();
     }
 
@@ -152,7 +189,7 @@ public sealed class S3RequestCountTests(S3Server server) : IAsyncLifetime
     private enum ObjectKind { Record, Blob, UploadState, Tail, Other }
 
     /// <summary>One request as the store sent it: method, object key (without the bucket) and query.</summary>
-    private sealed record S3Request(string Method, string Key, string Query)
+    private sealed record S3Request(string Method, string Key, string Query, string? PayloadHash)
     {
         public ObjectKind Kind => Key switch
         {
@@ -179,7 +216,8 @@ public sealed class S3RequestCountTests(S3Server server) : IAsyncLifetime
             {
                 var path = Uri.UnescapeDataString(request.RequestUri!.AbsolutePath).TrimStart('/');
                 var key = path.IndexOf('/') is var slash and >= 0 ? path[(slash + 1)..] : "";
-                owner.Sent.Enqueue(new S3Request(request.Method.Method, key, request.RequestUri.Query.TrimStart('?')));
+                owner.Sent.Enqueue(new S3Request(request.Method.Method, key, request.RequestUri.Query.TrimStart('?'),
+                    request.Headers.TryGetValues("x-amz-content-sha256", out var hash) ? hash.Single() : null));
                 return base.SendAsync(request, cancellationToken);
             }
         }

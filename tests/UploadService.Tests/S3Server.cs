@@ -83,7 +83,7 @@ public sealed class S3Server : IAsyncLifetime
         return bucket;
     }
 
-    public S3StoreOptions Options(string bucket, string scratchDirectory, long partSizeBytes = S3StoreOptions.MinPartSizeBytes) => new()
+    public S3StoreOptions Options(string bucket, long partSizeBytes = S3StoreOptions.MinPartSizeBytes) => new()
     {
         ServiceUrl = ServiceUrl,
         Bucket = bucket,
@@ -91,7 +91,6 @@ public sealed class S3Server : IAsyncLifetime
         SecretAccessKey = SecretAccessKey,
         Region = "auto",
         PartSizeBytes = partSizeBytes,
-        ScratchDirectory = scratchDirectory,
     };
 
     /// <summary>The upload service's settings for the s3 backend on <paramref name="bucket"/> of this server.</summary>
@@ -106,7 +105,7 @@ public sealed class S3Server : IAsyncLifetime
     };
 
     /// <summary>A client configured exactly as the store configures its own.</summary>
-    public AmazonS3Client CreateClient() => Options("unused", Path.GetTempPath()).CreateClient();
+    public AmazonS3Client CreateClient() => Options("unused").CreateClient();
 
     /// <summary>Every key in <paramref name="bucket"/>.</summary>
     public async Task<IReadOnlyList<string>> KeysAsync(string bucket)

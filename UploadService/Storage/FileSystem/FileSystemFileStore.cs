@@ -104,14 +104,14 @@ public sealed partial class FileSystemFileStore : FileStore
         }
     }
 
-    private protected override Task DeleteBlobAsync(FileKey file, string contentId)
+    private protected override Task DeleteBlobAsync(FileKey file, FileRecord record)
     {
-        TryDelete(BlobPath(file, contentId));
+        TryDelete(BlobPath(file, record.ContentId));
         return Task.CompletedTask;
     }
 
     /// <summary>Blob sizes from the directory; no record is read.</summary>
-    private protected override Task<long> BlobBytesAsync(string userKey, CancellationToken cancellationToken)
+    private protected override Task<long> FileBytesAsync(string userKey, CancellationToken cancellationToken)
     {
         long total = 0;
         var blobDirectory = Path.Combine(_usersDirectory, userKey, "blobs");

@@ -1,29 +1,31 @@
 using Amazon.Runtime;
 using Amazon.S3;
 using Amazon.S3.Model;
+using Microsoft.IO;
 
 namespace UploadService.Storage;
 
 public sealed partial class S3FileStore
 {
     /// <summary>
-    /// The destination of the hashing copy: stages bytes in a scratch file of at most one part and uploads
-    /// each full part of the multipart upload to <paramref name="key"/>; <see cref="CompleteAsync"/> sends the
+    /// The destination of the hashing copy: gathers bytes in memory, one part at a time
+    /// (<see cref="S3StoreOptions.PartSizeBytes"/>, pooled blocks), and uploads each full part of the multipart
+    /// upload to <paramref name="key"/> while the next one fills: at most one part is in flight and one filling,
+    /// so memory stays at two parts per upload however large the file. <see cref="CompleteAsync"/> sends the
     /// rest (a single PUT when there was no full part). A tus append continues a multipart upload
     /// (<paramref name="uploadId"/>, <paramref name="parts"/>) and keeps the unfinished part with
     /// <see cref="PutTailAsync"/> instead. Disposing without completing aborts a multipart upload that this
-    /// instance started and removes the scratch file. The SDK's own MD5 of every body (its default checksum
-    /// validation) is off: each request signs its payload's SHA-256 (SigV4), which the store checks, so the MD5
-    /// only cost a third pass over the bytes (with the file's own SHA-256).
+    /// instance started. A part in flight runs to its end (it is a few seconds at most): a request that is
+    /// cancelled stops reading its body, and what it wrote is dropped or kept by the caller as usual.
     /// </summary>
     private sealed class PartUploader(S3FileStore store, string key, string? uploadId = null, IEnumerable<PartETag>? parts = null) : Stream
     {
         public string Key => key;
 
-        private readonly string _scratchPath = Path.Combine(store._options.ScratchDirectory, Guid.NewGuid().ToString("N") + ".part");
         private readonly List<PartETag> _parts = parts?.ToList() ?? [];
         private readonly bool _continuing = uploadId is not null;
-        private FileStream? _scratch;
+        private RecyclableMemoryStream? _filling;
+        private Task<PartETag>? _sending;
         private string? _uploadId = uploadId;
         private bool _kept;
 
@@ -33,54 +35,77 @@ public sealed partial class S3FileStore
 
         public IReadOnlyList<PartETag> Parts => _parts;
 
-        /// <summary>Bytes written so far, the uploaded parts included.</summary>
-        public long Written => _parts.Count * PartSize + (_scratch?.Length ?? 0);
+        /// <summary>Bytes written so far: the uploaded parts, the part in flight and the one filling.</summary>
+        public long Written => (_parts.Count + (_sending is null ? 0 : 1)) * PartSize + (_filling?.Length ?? 0);
 
-        /// <summary>Starts the scratch part with the bytes of an earlier, unfinished part (a tus upload's tail).</summary>
+        /// <summary>Starts the filling part with the bytes of an earlier, unfinished part (a tus upload's tail).</summary>
         public async Task PrefillAsync(string tailKey, CancellationToken cancellationToken)
         {
             using var response = await store._s3.GetObjectAsync(store._options.Bucket, tailKey, cancellationToken);
-            _scratch ??= OpenScratch();
-            await response.ResponseStream.CopyToAsync(_scratch, HashingCopy.BufferSize, cancellationToken);
+            _filling ??= store.NewPart();
+            await response.ResponseStream.CopyToAsync(_filling, HashingCopy.BufferSize, cancellationToken);
         }
 
         public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
         {
             while (!buffer.IsEmpty)
             {
-                _scratch ??= OpenScratch();
-                var room = (int)Math.Min(buffer.Length, PartSize - _scratch.Length);
-                await _scratch.WriteAsync(buffer[..room], cancellationToken);
+                _filling ??= store.NewPart();
+                var room = (int)Math.Min(buffer.Length, PartSize - _filling.Length);
+                _filling.Write(buffer.Span[..room]);
                 buffer = buffer[room..];
-                if (_scratch.Length == PartSize)
+                if (_filling.Length == PartSize)
                 {
-                    await UploadPartAsync(cancellationToken);
+                    await DrainAsync(); // one part in flight: the next waits for it
+                    _sending = UploadPartAsync(TakeFilling()!, _parts.Count + 1);
                 }
             }
         }
 
+        /// <summary>
+        /// The bytes, when every one of them is still in memory and they are at most <see cref="SmallFileBytes"/> (no
+        /// part was uploaded): the caller keeps them in the file's record, and nothing is sent or left to complete.
+        /// </summary>
+        public byte[]? TakeSmallContent()
+        {
+            if (_uploadId is not null || _sending is not null || _filling?.Length > SmallFileBytes)
+            {
+                return null;
+            }
+
+            using var part = TakeFilling();
+            _kept = true;
+            return part?.ToArray() ?? [];
+        }
+
         public async Task CompleteAsync(CancellationToken cancellationToken)
         {
+            await DrainAsync();
             if (_uploadId is null)
             {
-                await CloseScratchAsync();
-                var request = new PutObjectRequest { BucketName = store._options.Bucket, Key = key, UseChunkEncoding = false, DisableDefaultChecksumValidation = true };
-                if (File.Exists(_scratchPath))
+                using var body = TakeFilling() ?? store.NewPart();
+                await store._s3.PutObjectAsync(new PutObjectRequest
                 {
-                    request.FilePath = _scratchPath;
-                }
-                else
-                {
-                    request.InputStream = new MemoryStream();
-                }
-
-                await store._s3.PutObjectAsync(request, cancellationToken);
+                    BucketName = store._options.Bucket,
+                    Key = key,
+                    InputStream = body,
+                    AutoCloseStream = false,
+                    UseChunkEncoding = false,
+                    DisableDefaultChecksumValidation = true,
+                }, cancellationToken);
             }
             else
             {
-                if (_scratch is { Length: > 0 })
+                if (TakeFilling() is { } last)
                 {
-                    await UploadPartAsync(cancellationToken);
+                    if (last.Length > 0)
+                    {
+                        _parts.Add(await UploadPartAsync(last, _parts.Count + 1));
+                    }
+                    else
+                    {
+                        await last.DisposeAsync();
+                    }
                 }
 
                 await store._s3.CompleteMultipartUploadAsync(new CompleteMultipartUploadRequest
@@ -98,15 +123,17 @@ public sealed partial class S3FileStore
         /// <summary>Stores the unfinished part (if any) as the object <paramref name="tailKey"/> and keeps the multipart upload.</summary>
         public async Task<long> PutTailAsync(string tailKey)
         {
-            var length = _scratch?.Length ?? 0;
-            await CloseScratchAsync();
-            if (length > 0)
+            await DrainAsync();
+            using var tail = TakeFilling();
+            var length = tail?.Length ?? 0;
+            if (tail is { Length: > 0 })
             {
                 await store._s3.PutObjectAsync(new PutObjectRequest
                 {
                     BucketName = store._options.Bucket,
                     Key = tailKey,
-                    FilePath = _scratchPath,
+                    InputStream = tail,
+                    AutoCloseStream = false,
                     UseChunkEncoding = false,
                     DisableDefaultChecksumValidation = true,
                 }, CancellationToken.None);
@@ -116,45 +143,65 @@ public sealed partial class S3FileStore
             return length;
         }
 
-        private FileStream OpenScratch() => new(_scratchPath, FileMode.Create, FileAccess.ReadWrite, FileShare.Read, 0);
-
-        private async Task UploadPartAsync(CancellationToken cancellationToken)
+        private RecyclableMemoryStream? TakeFilling()
         {
-            _uploadId ??= (await store._s3.InitiateMultipartUploadAsync(new InitiateMultipartUploadRequest
-            {
-                BucketName = store._options.Bucket,
-                Key = key,
-            }, cancellationToken)).UploadId;
-
-            await CloseScratchAsync();
-            var partNumber = _parts.Count + 1;
-            var response = await store._s3.UploadPartAsync(new UploadPartRequest
-            {
-                BucketName = store._options.Bucket,
-                Key = key,
-                UploadId = _uploadId,
-                PartNumber = partNumber,
-                FilePath = _scratchPath,
-                UseChunkEncoding = false,
-                DisableDefaultChecksumValidation = true,
-            }, cancellationToken);
-            _parts.Add(new PartETag(partNumber, response.ETag));
-            File.Delete(_scratchPath);
+            var part = _filling;
+            _filling = null;
+            part?.Position = 0;
+            return part;
         }
 
-        private async Task CloseScratchAsync()
+        /// <summary>Waits for the part in flight and counts it; its failure is this write's.</summary>
+        private async Task DrainAsync()
         {
-            if (_scratch is not null)
+            if (_sending is { } sending)
             {
-                await _scratch.DisposeAsync();
-                _scratch = null;
+                _sending = null;
+                _parts.Add(await sending);
+            }
+        }
+
+        /// <summary>Uploads one part (starting the multipart upload first, the first time), then frees its memory.</summary>
+        private async Task<PartETag> UploadPartAsync(RecyclableMemoryStream part, int partNumber)
+        {
+            using (part)
+            {
+                _uploadId ??= (await store._s3.InitiateMultipartUploadAsync(new InitiateMultipartUploadRequest
+                {
+                    BucketName = store._options.Bucket,
+                    Key = key,
+                }, CancellationToken.None)).UploadId;
+
+                var response = await store._s3.UploadPartAsync(new UploadPartRequest
+                {
+                    BucketName = store._options.Bucket,
+                    Key = key,
+                    UploadId = _uploadId,
+                    PartNumber = partNumber,
+                    InputStream = part,
+                    UseChunkEncoding = false,
+                    DisableDefaultChecksumValidation = true,
+                }, CancellationToken.None);
+                return new PartETag(partNumber, response.ETag);
             }
         }
 
         public override async ValueTask DisposeAsync()
         {
-            await CloseScratchAsync();
-            File.Delete(_scratchPath);
+            if (_sending is { } sending)
+            {
+                _sending = null;
+                try
+                {
+                    _parts.Add(await sending);
+                }
+                catch (Exception)
+                {
+                    // Only a write that failed already disposes with a part in flight: the part goes with the rest.
+                }
+            }
+
+            TakeFilling()?.Dispose();
             if (_uploadId is not null && !_continuing && !_kept)
             {
                 try

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Net;
+using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Amazon.Runtime;
@@ -18,19 +19,21 @@ namespace UploadService.Storage;
 /// users/{sha256(userId)}/blobs/{id}            the multipart upload's target: the file's bytes once complete
 /// </code>
 /// Each full part of the upload is a part of one multipart upload; what is left of a chunk (less than a
-/// part) is kept as a tail object, under a new key each time. An append streams the tail and the chunk
-/// through a local scratch file of at most one part, uploads every part that fills, puts the new tail, and
-/// only then replaces the state: the persisted offset never covers bytes that are not in the bucket, and
-/// a crash before the state switch leaves the previous state, whose parts and tail are untouched (a
+/// part) is kept as a tail object, under a new key each time. An append gathers the tail and the chunk in
+/// memory, one part at a time (see <see cref="PartUploader"/>), uploads every part that fills, puts the new
+/// tail, and only then replaces the state: the persisted offset never covers bytes that are not in the bucket,
+/// and a crash before the state switch leaves the previous state, whose parts and tail are untouched (a
 /// re-sent part of the same number replaces the orphaned one). The append that brings the last byte
-/// uploads the rest of it from its scratch file as the short last part (no tail is written and read back),
-/// completes the multipart upload, commits its object as the file, without a copy, and writes the state once,
-/// committed. (That last write stays: the object alone cannot say the upload completed, since a newer save of the
-/// same name deletes it.) Its SHA-256 is the one the appends computed (<see cref="Tus.TusRunningHashes"/>), or read
-/// back where this process did not see every byte. The states this process wrote stay in memory until their
-/// upload is committed or removed (one process serves a user, and <see cref="Tus.TusLocks"/> serializes the
-/// requests on one upload), so a request reads an upload's state at most once, and a PATCH after its creation not
-/// at all: a 4 KiB upload is four requests (its state at creation; its object, its record and its state).
+/// uploads the rest of it from memory as the short last part (no tail is written and read back), completes
+/// the multipart upload, commits its object as the file, without a copy, and writes the state once,
+/// committed; an upload small enough to be kept in its file's record (<see cref="SmallFileBytes"/>, no part
+/// uploaded) is not sent as an object at all. (That last state write stays: the object alone cannot say the
+/// upload completed, since a newer save of the same name deletes it.) Its SHA-256 is the one the appends
+/// computed (<see cref="Tus.TusRunningHashes"/>), or read back where this process did not see every byte. The
+/// states this process wrote stay in memory until their upload is committed or removed (one process serves a
+/// user, and <see cref="Tus.TusLocks"/> serializes the requests on one upload), so a request reads an upload's
+/// state at most once, and a PATCH after its creation not at all: a 4 KiB upload is three requests (its state
+/// at creation; its record with its bytes, and its state).
 /// </summary>
 public sealed partial class S3FileStore
 {
@@ -306,10 +309,17 @@ public sealed partial class S3FileStore
         /// </summary>
         public async Task<TusUploadInfo> CommitAsync(PartUploader uploader, TusUploadInfo info, string? sha256)
         {
+            if (uploader.TakeSmallContent() is { } content)
+            {
+                // A small file: its bytes go into its record, nothing is completed. Should that fail, the state is
+                // still the previous one, and the client sends the chunk again.
+                return await CommitPublishedAsync(info, sha256 ?? Convert.ToHexStringLower(SHA256.HashData(content)), content, CancellationToken.None);
+            }
+
             await CompleteAsync(uploader);
             try
             {
-                return await CommitPublishedAsync(info, sha256, CancellationToken.None);
+                return await CommitPublishedAsync(info, sha256, null, CancellationToken.None);
             }
             catch (Exception) when (!_state.Published)
             {
@@ -356,7 +366,7 @@ public sealed partial class S3FileStore
             }
             else
             {
-                Info = await CommitPublishedAsync(Info, sha256, cancellationToken);
+                Info = await CommitPublishedAsync(Info, sha256, null, cancellationToken);
             }
         }
 
@@ -397,7 +407,8 @@ public sealed partial class S3FileStore
             }
         }
 
-        private async Task<TusUploadInfo> CommitPublishedAsync(TusUploadInfo info, string? sha256, CancellationToken cancellationToken)
+        /// <summary>Commits the bytes at the blob key, or <paramref name="content"/> (a small file's, kept in its record).</summary>
+        private async Task<TusUploadInfo> CommitPublishedAsync(TusUploadInfo info, string? sha256, byte[]? content, CancellationToken cancellationToken)
         {
             if (sha256 is null)
             {
@@ -407,13 +418,14 @@ public sealed partial class S3FileStore
 
             // The upload's id is the blob's content id: a commit repeated after a crash commits the same blob.
             await store.CommitAsync(FileKey.Of(user, info.FileName!), new PublishedBlob(),
-                new FileRecord(info.FileName!, info.Offset, sha256, info.ContentType!, store.Time.GetUtcNow(), info.Id), cancellationToken);
+                new FileRecord(info.FileName!, info.Offset, sha256, info.ContentType!, store.Time.GetUtcNow(), info.Id) { Content = content },
+                cancellationToken);
             var committed = info with { IsCommitted = true };
             await SwitchStateAsync(Published(committed));
             return committed;
         }
 
-        /// <summary>The state of an upload whose bytes are the object at its blob key.</summary>
+        /// <summary>The state of an upload whose bytes are the object at its blob key (or, once committed, a small file's record).</summary>
         private UploadState Published(TusUploadInfo info) => _state with
         {
             Info = info, MultipartId = null, Parts = [], TailKey = null, TailLength = 0, Published = true,

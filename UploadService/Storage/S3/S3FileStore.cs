@@ -6,6 +6,7 @@ using System.Text.Json.Serialization.Metadata;
 using Amazon.Runtime;
 using Amazon.S3;
 using Amazon.S3.Model;
+using Microsoft.IO;
 
 namespace UploadService.Storage;
 
@@ -13,13 +14,14 @@ namespace UploadService.Storage;
 /// Stores files in one bucket of an S3-compatible object store (Cloudflare R2 in production), laid out as
 /// the filesystem store lays out its root, so that no client string ever becomes part of a key:
 /// <code>
-/// users/{sha256(userId)}/files/{sha256(name)}               the record (JSON): name, size, sha256, type, time, contentId
+/// users/{sha256(userId)}/files/{sha256(name)}               the record (JSON): name, size, sha256, type, time, contentId (or the bytes)
 /// users/{sha256(userId)}/blobs/{contentId}                 the bytes of one version, never overwritten
 /// uploads/{sha256(userId)}/{uploadId}/...                   unfinished tus uploads (see S3FileStore.Tus.cs)
 /// </code>
-/// A save streams the body through the one hashing copy loop into a local scratch file of at most one
-/// part (<see cref="S3StoreOptions.PartSizeBytes"/>, equal parts except the last, as R2 requires); each
-/// full part is uploaded as a part of a multipart upload, a body smaller than one part as a single PUT.
+/// A save streams the body through the one hashing copy loop into memory, one part at a time
+/// (<see cref="S3StoreOptions.PartSizeBytes"/>, equal parts except the last, as R2 requires); each full part is
+/// uploaded as a part of a multipart upload while the next one fills, a body smaller than one part as a single
+/// PUT, and a small file (<see cref="SmallFileBytes"/>) not as an object at all: its bytes go into its record.
 /// Only when the bytes are complete is the record PUT (a single PUT is atomic in S3 and R2), and the
 /// previous version's blob is deleted after that switch: readers see the old file or the new one, and a
 /// failed save aborts its multipart upload and leaves the previous version untouched. Everything the
@@ -29,8 +31,21 @@ public sealed partial class S3FileStore : FileStore, IDisposable
 {
     private const int ListConcurrency = 8;
 
+    /// <summary>Parts are held in blocks of this size: a small file takes one, a part gathers them as it fills.</summary>
+    private const int PartBlockBytes = 128 * 1024;
+
+    /// <summary>
+    /// A file of at most this many bytes is kept in its record (base64 in the JSON) instead of a blob: saving it is one
+    /// PUT, reading it one GET. A listing reads every record, so this stays small.
+    /// </summary>
+    internal const int SmallFileBytes = 8 * 1024;
+
     private readonly IAmazonS3 _s3;
     private readonly S3StoreOptions _options;
+
+    // Parts in flight, in pooled blocks: as many free blocks are kept as one upload's two parts need.
+    private readonly RecyclableMemoryStreamManager _partMemory;
+    private long _partsInMemory;
 
     // Which names have a record, per user: one LIST when the user's first file is committed, then kept by this
     // process's own switches and deletes (one process owns a user's prefix: one container per user), so that a
@@ -50,17 +65,28 @@ public sealed partial class S3FileStore : FileStore, IDisposable
         ArgumentOutOfRangeException.ThrowIfLessThan(options.PartSizeBytes, S3StoreOptions.MinPartSizeBytes);
         _options = options;
         _s3 = s3;
+        _partMemory = new RecyclableMemoryStreamManager(new RecyclableMemoryStreamManager.Options
+        {
+            BlockSize = PartBlockBytes,
+            MaximumSmallPoolFreeBytes = 2 * options.PartSizeBytes,
+            MaximumLargePoolFreeBytes = options.PartSizeBytes,
+        });
+        _partMemory.StreamCreated += (_, _) => Interlocked.Increment(ref _partsInMemory);
+        _partMemory.StreamDisposed += (_, _) => Interlocked.Decrement(ref _partsInMemory);
     }
 
-    /// <summary>Everything lives in the bucket; the scratch folder holds only parts in flight, so a previous run's are garbage.</summary>
+    /// <summary>Everything lives in the bucket; there is no local state to ready.</summary>
     public override void Open()
     {
-        Directory.CreateDirectory(_options.ScratchDirectory);
-        foreach (var stale in Directory.EnumerateFiles(_options.ScratchDirectory, "*.part"))
-        {
-            File.Delete(stale);
-        }
     }
+
+    /// <summary>How many parts are held in memory right now (filling or in flight), for tests.</summary>
+    internal long PartsInMemory => Interlocked.Read(ref _partsInMemory);
+
+    /// <summary>Bytes of parts ever copied into one contiguous buffer, for tests: none expected (blocks are sent as they are).</summary>
+    internal long PartBytesCopiedWhole => _partMemory.LargePoolInUseSize + _partMemory.LargePoolFreeSize;
+
+    private RecyclableMemoryStream NewPart() => _partMemory.GetStream(nameof(PartUploader));
 
     public void Dispose() => _s3.Dispose();
 
@@ -111,20 +137,18 @@ public sealed partial class S3FileStore : FileStore, IDisposable
         return names;
     }
 
+    /// <summary>Every record, read in parallel; a small file's bytes are dropped as its record is read (a listing does not need them).</summary>
     private protected override async IAsyncEnumerable<FileRecord> ReadRecordsAsync(
         string userKey, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
-        var keys = new List<string>();
-        await foreach (var entry in ListObjectsAsync(UserPrefix(userKey) + "files/", cancellationToken))
-        {
-            keys.Add(entry.Key);
-        }
-
+        var keys = await RecordKeysAsync(userKey, cancellationToken);
         var records = new FileRecord?[keys.Count];
         await Parallel.ForEachAsync(
             Enumerable.Range(0, keys.Count),
             new ParallelOptions { MaxDegreeOfParallelism = ListConcurrency, CancellationToken = cancellationToken },
-            async (index, token) => records[index] = await ReadJsonAsync(keys[index], FileRecordJson.Default.FileRecord, token));
+            async (index, token) => records[index] = await ReadJsonAsync(keys[index], FileRecordJson.Default.FileRecord, token) is { } record
+                ? record with { Content = null }
+                : null);
         foreach (var record in records)
         {
             if (record is not null)
@@ -134,17 +158,34 @@ public sealed partial class S3FileStore : FileStore, IDisposable
         }
     }
 
-    /// <summary>A multipart upload to the blob's key (a single PUT when the bytes fit in one part).</summary>
+    private async Task<List<string>> RecordKeysAsync(string userKey, CancellationToken cancellationToken)
+    {
+        var keys = new List<string>();
+        await foreach (var entry in ListObjectsAsync(UserPrefix(userKey) + "files/", cancellationToken))
+        {
+            keys.Add(entry.Key);
+        }
+
+        return keys;
+    }
+
+    /// <summary>A multipart upload to the blob's key (a single PUT when the bytes fit in one part; none when they fit in the record).</summary>
     private protected override Task<PendingBlob> CreateBlobAsync(FileKey file, string contentId, CancellationToken cancellationToken) =>
         Task.FromResult<PendingBlob>(new BlobUpload(this, file, contentId, new PartUploader(this, BlobKey(file.UserKey, contentId))));
 
     private protected override Stream? OpenBlob(FileKey file, FileRecord record) =>
-        new RangedObjectStream(_s3, _options.Bucket, BlobKey(file.UserKey, record.ContentId), record.Size);
+        record.Content is { } content
+            ? new MemoryStream(content, writable: false)
+            : new RangedObjectStream(_s3, _options.Bucket, BlobKey(file.UserKey, record.ContentId), record.Size);
 
-    private protected override Task DeleteBlobAsync(FileKey file, string contentId) => TryDeleteAsync(BlobKey(file.UserKey, contentId));
+    private protected override Task DeleteBlobAsync(FileKey file, FileRecord record) =>
+        record.Content is null ? TryDeleteAsync(BlobKey(file.UserKey, record.ContentId)) : Task.CompletedTask;
 
-    /// <summary>Blob sizes come with the listing; no object is read.</summary>
-    private protected override async Task<long> BlobBytesAsync(string userKey, CancellationToken cancellationToken)
+    /// <summary>
+    /// Blob sizes come with the listing; small files are in their records, which are read for it (one GET each, as a
+    /// listing reads them; only where a quota is set, once per user and process).
+    /// </summary>
+    private protected override async Task<long> FileBytesAsync(string userKey, CancellationToken cancellationToken)
     {
         long total = 0;
         await foreach (var entry in ListObjectsAsync(UserPrefix(userKey) + "blobs/", cancellationToken))
@@ -152,6 +193,17 @@ public sealed partial class S3FileStore : FileStore, IDisposable
             total += entry.Size ?? 0;
         }
 
+        var keys = await RecordKeysAsync(userKey, cancellationToken);
+        await Parallel.ForEachAsync(
+            keys,
+            new ParallelOptions { MaxDegreeOfParallelism = ListConcurrency, CancellationToken = cancellationToken },
+            async (key, token) =>
+            {
+                if (await ReadJsonAsync(key, FileRecordJson.Default.FileRecord, token) is { Content: not null } small)
+                {
+                    Interlocked.Add(ref total, small.Size);
+                }
+            });
         return total;
     }
 
@@ -251,18 +303,29 @@ public sealed partial class S3FileStore : FileStore, IDisposable
     }
 
     /// <summary>
-    /// A save's bytes: published by completing the upload; a failed switch deletes the new blob, unless the
-    /// record names it after all (a record PUT whose answer was lost may have landed).
+    /// A save's bytes: published by completing the upload, or kept in the record when they are few
+    /// (<see cref="PartUploader.TakeSmallContent"/>); a failed switch deletes the new blob, unless the record
+    /// names it after all (a record PUT whose answer was lost may have landed).
     /// </summary>
     private sealed class BlobUpload(S3FileStore store, FileKey file, string contentId, PartUploader uploader) : PendingBlob
     {
+        private bool _inRecord;
+
         public override Stream Destination => uploader;
 
-        public override Task PublishAsync(CancellationToken cancellationToken) => uploader.CompleteAsync(cancellationToken);
+        public override byte[]? TakeSmallContent()
+        {
+            var content = uploader.TakeSmallContent();
+            _inRecord = content is not null;
+            return content;
+        }
+
+        public override Task PublishAsync(CancellationToken cancellationToken) =>
+            _inRecord ? Task.CompletedTask : uploader.CompleteAsync(cancellationToken);
 
         public override async Task RetractAsync()
         {
-            if ((await store.ReadRecordAsync(file, CancellationToken.None))?.ContentId != contentId)
+            if (!_inRecord && (await store.ReadRecordAsync(file, CancellationToken.None))?.ContentId != contentId)
             {
                 await store.TryDeleteAsync(uploader.Key);
             }

@@ -15,11 +15,11 @@ public sealed record S3StoreOptions
     public required string SecretAccessKey { get; init; }
     public string Region { get; init; } = "auto";
 
-    /// <summary>Every part but the last has exactly this size; at most one part is staged on local disk per upload.</summary>
-    public long PartSizeBytes { get; init; } = 16 * 1024 * 1024;
-
-    /// <summary>Where parts are staged; only ever a cache of a part in flight.</summary>
-    public required string ScratchDirectory { get; init; }
+    /// <summary>
+    /// Every part but the last has exactly this size; an upload holds at most two in memory (one in flight, one
+    /// filling). 8 MiB: 16 MiB of memory per upload, and 10,000 parts (S3's and R2's limit) make 78 GiB.
+    /// </summary>
+    public long PartSizeBytes { get; init; } = 8 * 1024 * 1024;
 
     /// <summary>
     /// How much the SDK reads from a part (and writes to the connection) at a time: its default, 8 KiB, costs a
@@ -46,5 +46,18 @@ public sealed record S3StoreOptions
         BufferSize = CopyBufferBytes,
     };
 
-    public AmazonS3Client CreateClient() => new(new BasicAWSCredentials(AccessKeyId, SecretAccessKey), ClientConfig());
+    /// <summary>
+    /// A client with <see cref="ClientConfig"/> (and <paramref name="http"/>, where a test counts requests) that
+    /// signs the bytes it uploads as <c>UNSIGNED-PAYLOAD</c> (<see cref="UnsignedPayloadS3Client"/>).
+    /// </summary>
+    public AmazonS3Client CreateClient(HttpClientFactory? http = null)
+    {
+        var config = ClientConfig();
+        if (http is not null)
+        {
+            config.HttpClientFactory = http;
+        }
+
+        return new UnsignedPayloadS3Client(new BasicAWSCredentials(AccessKeyId, SecretAccessKey), config);
+    }
 }
