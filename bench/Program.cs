@@ -4,9 +4,9 @@
 // Full run: prints the table and writes bench/results.md + bench/results.png.
 // --quick: small sizes, one run each, no AppHost start-up or integration tests; a smoke pass (CI) that asserts nothing about speed;
 //          writes bench/quick/ (ignored by git) so it never overwrites the committed results.
-// --only cold,ceilings,uploads,downloads,small,startup: just those groups (cold is the service's own cold start beside the
+// --only cold,ceilings,uploads,downloads,small,startup,s3: just those groups (cold is the service's own cold start beside the
 //          peer's and the floor's; downloads read what uploads stored; startup is the AppHost start-up and the per-user
-//          wakes), for profiling one case; also writes bench/quick/.
+//          wakes; s3 is the rows of the s3 backend's targets alone), for profiling one case; also writes bench/quick/.
 // The service runs as its Native AOT binary (published at the start of the run, as the image builds it; needs clang)
 // with its JIT build beside it in the rows marked JIT; --quick runs the JIT build only.
 using System.Diagnostics;
@@ -63,7 +63,7 @@ try
     await stack.StartS3(report);
     await stack.StartR2(withWrangler: !options.NoWrangler && !options.Quick, report);
     await stack.StartJit(report);
-    var runner = new Runner(client, stack, plan, report, work.FullName);
+    var runner = new Runner(client, stack, plan, report, work.FullName, options.RunsPath);
     if (options.Runs("ceilings")) await runner.Ceilings();
     // Small files before the large cases: those free many inodes (s3rver deletes every multipart part), and
     // on ext4 without a journal the file creations after such a purge are slow for minutes, which would
@@ -112,13 +112,19 @@ return exitCode;
 
 sealed record Options(bool Quick, bool NoWrangler, bool NoAppHost, bool NoTests, string[]? Only, string? Note)
 {
-    static readonly string[] Groups = ["cold", "ceilings", "uploads", "downloads", "small", "startup"];
+    static readonly string[] Groups = ["cold", "ceilings", "uploads", "downloads", "small", "startup", "s3"];
 
-    public bool Runs(string group) => Only is null || Only.Contains(group);
+    /// <summary>s3 is the rows of the s3 backend's targets (issue 19), out of the ceilings, small files and uploads.</summary>
+    public bool Runs(string group) =>
+        Only is null || Only.Contains(group) || (Only.Contains("s3") && group is "ceilings" or "small" or "uploads");
+
+    /// <summary>Whether a case's row runs: every row of a group that runs, or with s3 only the rows of its targets.</summary>
+    public bool RunsPath(string path) => Only is null || !Only.Contains("s3") || Runner.S3Paths.Contains(path)
+        || Only.Any(group => group != "s3");
 
     public static Options Parse(string[] args)
     {
-        const string usage = "use [--quick] [--no-wrangler] [--no-apphost] [--no-tests] [--only cold,ceilings,uploads,downloads,small,startup] [--note TEXT]";
+        const string usage = "use [--quick] [--no-wrangler] [--no-apphost] [--no-tests] [--only cold,ceilings,uploads,downloads,small,startup,s3] [--note TEXT]";
         string? note = null;
         string[]? only = null;
         for (var i = 0; i < args.Length; i++)

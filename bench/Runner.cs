@@ -7,7 +7,7 @@ using Aspire.Hosting;
 namespace Bench;
 
 /// <summary>The cases of issue 6, run against the <see cref="Stack"/> in a fixed order, and the ratios between them.</summary>
-sealed class Runner(Client client, Stack stack, Plan plan, Report report, string work)
+sealed class Runner(Client client, Stack stack, Plan plan, Report report, string work, Func<string, bool> runs)
 {
     const double MiB = 1 << 20;
     const int SmallSize = 4 * 1024;
@@ -30,6 +30,10 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
     const string SmallR2Tus = "service tus 4 KiB (direct, R2 through the DO)";
     const string SmallTus = "service tus 4 KiB (direct)", SmallPeer = "@tus/server tus 4 KiB", SmallPut = "service PUT 4 KiB (direct)";
     const string CpuCase = "whole machine";
+
+    /// <summary>The rows the s3 backend's targets compare (<c>--only s3</c>): the references, the filesystem's CPU, the s3 and R2 cases.</summary>
+    public static readonly string[] S3Paths =
+        [LibStorage, Transfer, DirectPut, DirectTus, S3Put, S3Tus, R2Put, R2Tus, SmallPutObject, SmallS3Put, SmallS3Tus, SmallR2Tus];
     const string JitPut = "service PUT (direct, JIT build)", JitTus = "service tus 50 MiB chunks (direct, JIT build)", JitSmallTus = "service tus 4 KiB (direct, JIT build)";
 
     public async Task Ceilings()
@@ -137,16 +141,22 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
                 await Small(SmallPutObject, concurrency, (i, _) => references.Put($"small/ceiling-{concurrency}-{i}.bin", SmallSize));
             if (stack.S3Direct is { } s3)
             {
-                await Small(SmallS3Put, concurrency, (i, _) => client.Put(s3, $"small/s3put-{concurrency}-{i}.bin", SmallSize));
-                await Small(SmallS3Tus, concurrency, (i, _) => client.Tus(s3, $"small/s3tus-{concurrency}-{i}.bin", SmallSize));
+                await Small(SmallS3Put, concurrency, (i, _) => client.Put(s3, $"small/s3put-{concurrency}-{i}.bin", SmallSize), service: stack.S3Service);
+                await Small(SmallS3Tus, concurrency, (i, _) => client.Tus(s3, $"small/s3tus-{concurrency}-{i}.bin", SmallSize), service: stack.S3Service);
             }
             if (concurrency == 8 && stack.R2Direct is { } r2)
                 await Small(SmallR2Tus, concurrency, (i, _) => client.Tus(r2, $"small/r2tus-{concurrency}-{i}.bin", SmallSize));
         }
     }
 
-    async Task Small(string path, int concurrency, Func<int, CancellationToken, Task> upload, bool serviceMetrics = false, string unit = "uploads/s")
+    /// <summary>
+    /// A small-file case; with <paramref name="serviceMetrics"/>, the filesystem service's own figures beside it, and
+    /// with <paramref name="service"/> (or <paramref name="serviceMetrics"/>) that service's own CPU.
+    /// </summary>
+    async Task Small(string path, int concurrency, Func<int, CancellationToken, Task> upload, bool serviceMetrics = false, string unit = "uploads/s",
+        Child? service = null)
     {
+        if (!runs(path)) return;
         var next = 0;
         async Task<(int Count, double Seconds, List<double> Millis)> Batch(int count, TimeSpan cap)
         {
@@ -171,19 +181,19 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
         var rates = new List<double>();
         var all = new List<double>();
         var cpu = new List<(CpuTime Cpu, double Units)>();
-        int? servicePid = serviceMetrics ? stack.Service!.Pid : null; // the service's own CPU where it serves the case
+        var serving = service ?? (serviceMetrics ? stack.Service : null); // the service's own CPU where it serves the case
         for (var run = 0; run < plan.Runs; run++)
         {
-            var cpuBefore = CpuTime.Read(servicePid);
+            var cpuBefore = CpuTime.Read(serving?.Pid);
             var (count, seconds, millis) = await Batch(plan.SmallUploads, SmallRunCap);
-            cpu.Add((CpuTime.Read(servicePid) - cpuBefore, count / 1000.0)); // CPU-ms per upload
+            cpu.Add((CpuTime.Read(serving?.Pid) - cpuBefore, count / 1000.0)); // CPU-ms per upload
             rates.Add(count / seconds);
             all.AddRange(millis);
         }
         var seen = before is null ? "" : "; " + (await metrics!.Snapshot() - before).Describe((long)all.Count * SmallSize);
         report.Add(new Measurement("Small files", path, $"concurrency {concurrency}", SmallSize, unit, [.. rates],
             $"p50 {Stats.Percentile(all, 50):0.0} ms, p99 {Stats.Percentile(all, 99):0.0} ms{seen}"));
-        ReportCpu(path, SmallCpuCase(concurrency), SmallSize, $"CPU-ms/{unit.Split('/')[0].TrimEnd('s')}", cpu, serviceMetrics);
+        ReportCpu(path, SmallCpuCase(concurrency), SmallSize, $"CPU-ms/{unit.Split('/')[0].TrimEnd('s')}", cpu, serving is not null);
     }
 
     static string SmallCpuCase(int concurrency) => $"4 KiB, concurrency {concurrency}, {CpuCase}";
@@ -197,6 +207,7 @@ sealed class Runner(Client client, Stack stack, Plan plan, Report report, string
     async Task Throughput(string group, string path, Func<long, Task> run, bool measureRss = false, Action? afterEach = null,
         bool serviceMetrics = false, (Child Service, long IdleRss)? memoryOf = null)
     {
+        if (!runs(path)) return;
         var (service, idleRss) = memoryOf ?? (stack.Service!, stack.IdleRss);
         await run(plan.Sizes[0]);
         afterEach?.Invoke();
