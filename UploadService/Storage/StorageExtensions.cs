@@ -1,4 +1,5 @@
 using Amazon.S3;
+using UploadService.Apis;
 
 namespace UploadService.Storage;
 
@@ -34,6 +35,13 @@ public static class StorageExtensions
         if (string.Equals(provider, "s3", StringComparison.OrdinalIgnoreCase))
         {
             builder.Services.AddSingleton<FileStore>(services => services.GetRequiredService<S3FileStore>());
+            // Checked at start: a file over this limit would fail at its 10,001st part, after the bytes before it.
+            builder.Services.AddOptions<UploadOptions>()
+                .Validate<S3StoreOptions>(
+                    (upload, s3) => upload.MaxFileBytes <= s3.MaxFileBytes,
+                    "Upload:MaxFileBytes is more than 10,000 parts of Storage:S3:PartSizeBytes, the most one multipart upload "
+                    + "holds on S3 and R2: raise Storage:S3:PartSizeBytes or lower Upload:MaxFileBytes.")
+                .ValidateOnStart();
         }
         else if (string.IsNullOrEmpty(provider) || string.Equals(provider, "filesystem", StringComparison.OrdinalIgnoreCase))
         {

@@ -139,6 +139,38 @@ public sealed class S3RequestCountTests(S3Server server) : IAsyncLifetime
         Assert.Equal(bytes, await get.Content.ReadAsByteArrayAsync());
     }
 
+    [Fact]
+    public async Task Parts_are_all_one_size_but_the_last_and_no_request_carries_checksums_as_R2_wants()
+    {
+        // A PUT of two and a half parts, and a tus upload whose chunks do not line up with parts (a browser's do not).
+        var bytes = Bytes(2 * PartSize + PartSize / 2, seed: 7);
+        var sent = new List<S3Request>(await CountAsync(() => Client.SendAsync(Request(HttpMethod.Put, "/files/put.bin", bytes)), HttpStatusCode.Created));
+        var location = await CreateUploadAsync(bytes.Length);
+        foreach (var (offset, length) in new[] { (0, 3_000_000), (3_000_000, 4_000_000), (7_000_000, bytes.Length - 7_000_000) })
+        {
+            sent.AddRange(await CountAsync(() => Client.SendAsync(Patch(location, offset, bytes.AsSpan(offset, length).ToArray())), HttpStatusCode.NoContent));
+        }
+
+        // R2 refuses a multipart upload whose parts (but the last) differ in size, and does not take every checksum
+        // header or aws-chunked trailer the SDK would add by default.
+        var uploads = sent.Where(request => request.Method == "PUT" && request.Query.Contains("partNumber=", StringComparison.Ordinal))
+            .GroupBy(request => Regex.Match(request.Query, "uploadId=([^&]*)").Groups[1].Value)
+            .ToList();
+        Assert.Equal(2, uploads.Count); // the PUT's and the tus upload's
+        foreach (var parts in uploads)
+        {
+            var sizes = parts.OrderBy(part => int.Parse(Regex.Match(part.Query, "partNumber=([0-9]+)").Groups[1].Value))
+                .Select(part => part.ContentLength!.Value).ToList();
+            Assert.Equal(bytes.Length, sizes.Sum());
+            Assert.All(sizes[..^1], size => Assert.Equal(PartSize, size));
+            Assert.InRange(sizes[^1], 1, PartSize);
+        }
+
+        Assert.All(sent, request => Assert.Empty(request.ChecksumHeaders));
+        using var get = await Client.SendAsync(Request(HttpMethod.Get, "/files/counted.bin"));
+        Assert.Equal(bytes, await get.Content.ReadAsByteArrayAsync());
+    }
+
     private async Task<IReadOnlyList<S3Request>> CountAsync(Func<Task<HttpResponseMessage>> send, HttpStatusCode expected, byte[]? body = null)
     {
         _requests.Sent.Clear();
@@ -189,7 +221,7 @@ public sealed class S3RequestCountTests(S3Server server) : IAsyncLifetime
     private enum ObjectKind { Record, Blob, UploadState, Tail, Other }
 
     /// <summary>One request as the store sent it: method, object key (without the bucket) and query.</summary>
-    private sealed record S3Request(string Method, string Key, string Query, string? PayloadHash)
+    private sealed record S3Request(string Method, string Key, string Query, string? PayloadHash, long? ContentLength, IReadOnlyList<string> ChecksumHeaders)
     {
         public ObjectKind Kind => Key switch
         {
@@ -216,8 +248,16 @@ public sealed class S3RequestCountTests(S3Server server) : IAsyncLifetime
             {
                 var path = Uri.UnescapeDataString(request.RequestUri!.AbsolutePath).TrimStart('/');
                 var key = path.IndexOf('/') is var slash and >= 0 ? path[(slash + 1)..] : "";
+                var headers = request.Headers.Concat(request.Content?.Headers.AsEnumerable() ?? []).ToList();
+                var checksums = headers.Where(header => header.Key.StartsWith("x-amz-checksum-", StringComparison.OrdinalIgnoreCase)
+                        || header.Key.StartsWith("x-amz-sdk-checksum", StringComparison.OrdinalIgnoreCase)
+                        || header.Key.Equals("x-amz-trailer", StringComparison.OrdinalIgnoreCase)
+                        || header.Key.Equals("x-amz-decoded-content-length", StringComparison.OrdinalIgnoreCase)
+                        || (header.Key.Equals("Content-Encoding", StringComparison.OrdinalIgnoreCase) && header.Value.Any(v => v.Contains("aws-chunked"))))
+                    .Select(header => header.Key).ToList();
                 owner.Sent.Enqueue(new S3Request(request.Method.Method, key, request.RequestUri.Query.TrimStart('?'),
-                    request.Headers.TryGetValues("x-amz-content-sha256", out var hash) ? hash.Single() : null));
+                    request.Headers.TryGetValues("x-amz-content-sha256", out var hash) ? hash.Single() : null,
+                    request.Content?.Headers.ContentLength, checksums));
                 return base.SendAsync(request, cancellationToken);
             }
         }

@@ -27,6 +27,23 @@ public sealed class S3ServiceTests(S3Server server) : IAsyncLifetime
     public async Task DisposeAsync() => await _service!.DisposeAsync();
 
     [Fact]
+    public async Task A_file_limit_over_ten_thousand_parts_stops_the_service_at_start()
+    {
+        var settings = Settings();
+        settings["Storage:S3:PartSizeBytes"] = S3StoreOptions.MinPartSizeBytes.ToString();
+        settings["Upload:MaxFileBytes"] = (S3StoreOptions.MinPartSizeBytes * S3StoreOptions.MaxParts + 1).ToString();
+        await using var tooLarge = UploadServiceFactory.WithSettings(settings);
+
+        var error = Assert.ThrowsAny<Exception>(() => tooLarge.Client);
+
+        Assert.Contains("raise Storage:S3:PartSizeBytes or lower Upload:MaxFileBytes", error.ToString());
+        settings["Upload:MaxFileBytes"] = (S3StoreOptions.MinPartSizeBytes * S3StoreOptions.MaxParts).ToString();
+        await using var atTheLimit = UploadServiceFactory.WithSettings(settings);
+        using var health = await atTheLimit.Client.GetAsync("/health");
+        Assert.Equal(HttpStatusCode.OK, health.StatusCode);
+    }
+
+    [Fact]
     public async Task Put_get_range_list_and_delete_go_to_the_bucket()
     {
         var bytes = Bytes(50_000);

@@ -9,6 +9,9 @@ public sealed record S3StoreOptions
     /// <summary>S3's (and R2's) smallest part other than the last.</summary>
     public const long MinPartSizeBytes = 5 * 1024 * 1024;
 
+    /// <summary>S3's (and R2's) most parts in one multipart upload.</summary>
+    public const int MaxParts = 10_000;
+
     public required string ServiceUrl { get; init; }
     public required string Bucket { get; init; }
     public required string AccessKeyId { get; init; }
@@ -20,6 +23,9 @@ public sealed record S3StoreOptions
     /// filling). 8 MiB: 16 MiB of memory per upload, and 10,000 parts (S3's and R2's limit) make 78 GiB.
     /// </summary>
     public long PartSizeBytes { get; init; } = 8 * 1024 * 1024;
+
+    /// <summary>The largest file these parts can make: <see cref="MaxParts"/> of them.</summary>
+    public long MaxFileBytes => PartSizeBytes * MaxParts;
 
     /// <summary>
     /// How much the SDK reads from a part (and writes to the connection) at a time: its default, 8 KiB, costs a
