@@ -9,7 +9,10 @@ import GoldenRetriever from "@uppy/golden-retriever";
 import Tus from "@uppy/tus";
 import type { TusDetailedError as DetailedError } from "@uppy/tus";
 
-/** Under Cloudflare's smallest request-body limit (100 MB); a dropped connection repeats at most one chunk. */
+/**
+ * Under Cloudflare's smallest request-body limit (100 MB); a dropped connection repeats at most one chunk. A multiple
+ * of the s3 backend's part size (10 MiB), so a PATCH leaves no tail to store and read back (docs/storage.md).
+ */
 const CHUNK_SIZE = 50 * 1024 * 1024;
 const TOKEN_KEY = "upload-page:token";
 

@@ -20,9 +20,10 @@ public sealed record S3StoreOptions
 
     /// <summary>
     /// Every part but the last has exactly this size; an upload holds at most two in memory (one in flight, one
-    /// filling). 8 MiB: 16 MiB of memory per upload, and 10,000 parts (S3's and R2's limit) make 78 GiB.
+    /// filling). 10 MiB: 20 MiB of memory per upload; 10,000 parts (S3's and R2's limit) make 97 GiB; and the upload
+    /// page's tus chunks (50 MiB) are five parts exactly, so its PATCHes store and read back no tail.
     /// </summary>
-    public long PartSizeBytes { get; init; } = 8 * 1024 * 1024;
+    public long PartSizeBytes { get; init; } = 10 * 1024 * 1024;
 
     /// <summary>The largest file these parts can make: <see cref="MaxParts"/> of them.</summary>
     public long MaxFileBytes => PartSizeBytes * MaxParts;
