@@ -84,28 +84,18 @@ public sealed partial class S3FileStore
             if (_uploadId is null)
             {
                 using var body = TakeFilling() ?? store.NewPart();
-                await store._s3.PutObjectAsync(new PutObjectRequest
-                {
-                    BucketName = store._options.Bucket,
-                    Key = key,
-                    InputStream = body,
-                    AutoCloseStream = false,
-                    UseChunkEncoding = false,
-                    DisableDefaultChecksumValidation = true,
-                }, cancellationToken);
+                await PutObjectAsync(key, body, cancellationToken);
             }
             else
             {
-                if (TakeFilling() is { } last)
+                var last = TakeFilling();
+                if (last is { Length: > 0 })
                 {
-                    if (last.Length > 0)
-                    {
-                        _parts.Add(await UploadPartAsync(last, _parts.Count + 1));
-                    }
-                    else
-                    {
-                        await last.DisposeAsync();
-                    }
+                    _parts.Add(await UploadPartAsync(last, _parts.Count + 1));
+                }
+                else
+                {
+                    last?.Dispose();
                 }
 
                 await store._s3.CompleteMultipartUploadAsync(new CompleteMultipartUploadRequest
@@ -128,20 +118,23 @@ public sealed partial class S3FileStore
             var length = tail?.Length ?? 0;
             if (tail is { Length: > 0 })
             {
-                await store._s3.PutObjectAsync(new PutObjectRequest
-                {
-                    BucketName = store._options.Bucket,
-                    Key = tailKey,
-                    InputStream = tail,
-                    AutoCloseStream = false,
-                    UseChunkEncoding = false,
-                    DisableDefaultChecksumValidation = true,
-                }, CancellationToken.None);
+                await PutObjectAsync(tailKey, tail, CancellationToken.None);
             }
 
             _kept = true;
             return length;
         }
+
+        private Task PutObjectAsync(string objectKey, Stream body, CancellationToken cancellationToken) =>
+            store._s3.PutObjectAsync(new PutObjectRequest
+            {
+                BucketName = store._options.Bucket,
+                Key = objectKey,
+                InputStream = body,
+                AutoCloseStream = false,
+                UseChunkEncoding = false,
+                DisableDefaultChecksumValidation = true,
+            }, cancellationToken);
 
         private RecyclableMemoryStream? TakeFilling()
         {
