@@ -39,8 +39,8 @@ public abstract partial class FileStore : IFileStore, ITusStore
 
     /// <summary>
     /// Readies the store's local state before the first request (a hosted service calls it at start-up; a
-    /// constructor does no I/O): the filesystem store recovers from a crash, the s3 store clears its scratch
-    /// folder. One process owns a store, so what a previous run left in flight is garbage.
+    /// constructor does no I/O): the filesystem store recovers from a crash (the s3 store has nothing local). One
+    /// process owns a store, so what a previous run left in flight is garbage.
     /// </summary>
     public abstract void Open();
 

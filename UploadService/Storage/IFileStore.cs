@@ -39,7 +39,8 @@ public interface IFileStore
     /// The bytes the user has stored: every file's current version plus the bytes persisted so far of the
     /// user's unfinished resumable uploads (<see cref="ITusStore"/>, same backend). Saves and appends in
     /// flight count once they are committed (a save) or persisted (an append); what the quota counts while
-    /// they run is <c>UserQuota</c>'s business. Computed from the store's own listing, without reading bytes.
+    /// they run is <c>UserQuota</c>'s business. Computed from the store's own listing, without reading blobs (the s3
+    /// store reads its records, where small files keep their bytes).
     /// </summary>
     Task<long> GetUsageAsync(UserId user, CancellationToken cancellationToken);
 }

@@ -171,6 +171,34 @@ public sealed class S3RequestCountTests(S3Server server) : IAsyncLifetime
         Assert.Equal(bytes, await get.Content.ReadAsByteArrayAsync());
     }
 
+    [Fact]
+    public async Task A_part_that_fails_mid_chunk_keeps_only_the_parts_before_it_and_the_upload_resumes_there()
+    {
+        // One chunk of three parts and a bit; the second part keeps failing (the SDK's retries included) while the
+        // third fills behind it. The append keeps what is stored without a hole: the first part, not the third.
+        var bytes = Bytes(3 * PartSize + 1000, seed: 9);
+        var location = await CreateUploadAsync(bytes.Length);
+        _requests.Fails = request => request.Method == "PUT" && request.Query.StartsWith("partNumber=2&", StringComparison.Ordinal);
+
+        using (var failed = await Client.SendAsync(Patch(location, 0, bytes)))
+        {
+            Assert.True((int)failed.StatusCode >= 500, $"{(int)failed.StatusCode}");
+        }
+
+        _requests.Fails = null;
+        using var head = new HttpRequestMessage(HttpMethod.Head, location);
+        head.Headers.Add("X-User-Id", "alice");
+        head.Headers.Add("Tus-Resumable", "1.0.0");
+        using (var offset = await Client.SendAsync(head))
+        {
+            Assert.Equal(PartSize.ToString(), offset.Headers.GetValues("Upload-Offset").Single());
+        }
+
+        await CountAsync(() => Client.SendAsync(Patch(location, PartSize, bytes.AsSpan(PartSize).ToArray())), HttpStatusCode.NoContent);
+        using var get = await Client.SendAsync(Request(HttpMethod.Get, "/files/counted.bin"));
+        Assert.Equal(bytes, await get.Content.ReadAsByteArrayAsync());
+    }
+
     private async Task<IReadOnlyList<S3Request>> CountAsync(Func<Task<HttpResponseMessage>> send, HttpStatusCode expected, byte[]? body = null)
     {
         _requests.Sent.Clear();
@@ -240,6 +268,9 @@ public sealed class S3RequestCountTests(S3Server server) : IAsyncLifetime
     {
         public ConcurrentQueue<S3Request> Sent { get; } = new();
 
+        /// <summary>Requests answered 500 by the handler instead of the server (a store that keeps failing them).</summary>
+        public Func<S3Request, bool>? Fails { get; set; }
+
         public override HttpClient CreateHttpClient(IClientConfig clientConfig) => new(new Recorder(this, new SocketsHttpHandler()));
 
         private sealed class Recorder(CountingHandlerFactory owner, HttpMessageHandler inner) : DelegatingHandler(inner)
@@ -255,10 +286,13 @@ public sealed class S3RequestCountTests(S3Server server) : IAsyncLifetime
                         || header.Key.Equals("x-amz-decoded-content-length", StringComparison.OrdinalIgnoreCase)
                         || (header.Key.Equals("Content-Encoding", StringComparison.OrdinalIgnoreCase) && header.Value.Any(v => v.Contains("aws-chunked"))))
                     .Select(header => header.Key).ToList();
-                owner.Sent.Enqueue(new S3Request(request.Method.Method, key, request.RequestUri.Query.TrimStart('?'),
+                var sent = new S3Request(request.Method.Method, key, request.RequestUri.Query.TrimStart('?'),
                     request.Headers.TryGetValues("x-amz-content-sha256", out var hash) ? hash.Single() : null,
-                    request.Content?.Headers.ContentLength, checksums));
-                return base.SendAsync(request, cancellationToken);
+                    request.Content?.Headers.ContentLength, checksums);
+                owner.Sent.Enqueue(sent);
+                return owner.Fails?.Invoke(sent) == true
+                    ? Task.FromResult(new HttpResponseMessage(HttpStatusCode.InternalServerError) { RequestMessage = request })
+                    : base.SendAsync(request, cancellationToken);
             }
         }
     }

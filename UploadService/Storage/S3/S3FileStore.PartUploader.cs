@@ -28,6 +28,7 @@ public sealed partial class S3FileStore
         private Task<PartETag>? _sending;
         private string? _uploadId = uploadId;
         private bool _kept;
+        private bool _broken;
 
         private long PartSize => store._options.PartSizeBytes;
 
@@ -35,7 +36,10 @@ public sealed partial class S3FileStore
 
         public IReadOnlyList<PartETag> Parts => _parts;
 
-        /// <summary>Bytes written so far: the uploaded parts, the part in flight and the one filling.</summary>
+        /// <summary>
+        /// Bytes written so far: the uploaded parts, the part in flight and the one filling. After a part failed, the
+        /// parts stored before it: the bytes after it are dropped, so that what a tus append keeps has no hole.
+        /// </summary>
         public long Written => (_parts.Count + (_sending is null ? 0 : 1)) * PartSize + (_filling?.Length ?? 0);
 
         /// <summary>Starts the filling part with the bytes of an earlier, unfinished part (a tus upload's tail).</summary>
@@ -48,6 +52,7 @@ public sealed partial class S3FileStore
 
         public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
         {
+            ThrowIfBroken();
             while (!buffer.IsEmpty)
             {
                 _filling ??= store.NewPart();
@@ -80,6 +85,7 @@ public sealed partial class S3FileStore
 
         public async Task CompleteAsync(CancellationToken cancellationToken)
         {
+            ThrowIfBroken();
             await DrainAsync();
             if (_uploadId is null)
             {
@@ -144,13 +150,34 @@ public sealed partial class S3FileStore
             return part;
         }
 
-        /// <summary>Waits for the part in flight and counts it; its failure is this write's.</summary>
+        /// <summary>
+        /// Waits for the part in flight and counts it. Its failure is this write's, and it ends the uploader: the part
+        /// filling meanwhile comes after a part that is not stored, so it is dropped (<see cref="Written"/> then stops at
+        /// the parts stored) and nothing more is written.
+        /// </summary>
         private async Task DrainAsync()
         {
             if (_sending is { } sending)
             {
                 _sending = null;
-                _parts.Add(await sending);
+                try
+                {
+                    _parts.Add(await sending);
+                }
+                catch
+                {
+                    TakeFilling()?.Dispose();
+                    _broken = true;
+                    throw;
+                }
+            }
+        }
+
+        private void ThrowIfBroken()
+        {
+            if (_broken)
+            {
+                throw new InvalidOperationException("A part of this upload failed: the bytes after it cannot be stored.");
             }
         }
 

@@ -302,8 +302,9 @@ public sealed partial class S3FileStore
         }
 
         /// <summary>
-        /// Completes the multipart upload (or PUTs the bytes, when they are less than a part) with the writer's
-        /// scratch part as the last one, commits the object as the file, then writes the state once. Every byte
+        /// Completes the multipart upload (or PUTs the bytes, when they are less than a part) with the part the writer
+        /// was filling as the last one, commits the object as the file, then writes the state once; a small upload's
+        /// bytes go into the file's record instead (nothing to complete). Every byte
         /// has arrived, so this runs to its end whatever happens to the request: a client that leaves after its
         /// last byte does not lose its chunk.
         /// </summary>

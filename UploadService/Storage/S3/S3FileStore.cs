@@ -183,7 +183,8 @@ public sealed partial class S3FileStore : FileStore, IDisposable
 
     /// <summary>
     /// Blob sizes come with the listing; small files are in their records, which are read for it (one GET each, as a
-    /// listing reads them; only where a quota is set, once per user and process).
+    /// listing reads them): only where a quota is set, when a user is first seen after a start and again before the
+    /// quota refuses a write.
     /// </summary>
     private protected override async Task<long> FileBytesAsync(string userKey, CancellationToken cancellationToken)
     {
