@@ -208,17 +208,13 @@ public sealed partial class S3FileStore
 
         public override async ValueTask DisposeAsync()
         {
-            if (_sending is { } sending)
+            try
             {
-                _sending = null;
-                try
-                {
-                    _parts.Add(await sending);
-                }
-                catch (Exception)
-                {
-                    // Only a write that failed already disposes with a part in flight: the part goes with the rest.
-                }
+                await DrainAsync();
+            }
+            catch (Exception)
+            {
+                // Only a write that failed already disposes with a part in flight: the part goes with the rest.
             }
 
             TakeFilling()?.Dispose();

@@ -137,28 +137,20 @@ public sealed partial class S3FileStore : FileStore, IDisposable
         return names;
     }
 
-    /// <summary>Every record, read in parallel; a small file's bytes are dropped as its record is read (a listing does not need them).</summary>
+    /// <summary>Every record; a small file's bytes are dropped as its record is read (a listing does not need them).</summary>
     private protected override async IAsyncEnumerable<FileRecord> ReadRecordsAsync(
         string userKey, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
-        var keys = await RecordKeysAsync(userKey, cancellationToken);
-        var records = new FileRecord?[keys.Count];
-        await Parallel.ForEachAsync(
-            Enumerable.Range(0, keys.Count),
-            new ParallelOptions { MaxDegreeOfParallelism = ListConcurrency, CancellationToken = cancellationToken },
-            async (index, token) => records[index] = await ReadJsonAsync(keys[index], FileRecordJson.Default.FileRecord, token) is { } record
-                ? record with { Content = null }
-                : null);
+        var records = new ConcurrentQueue<FileRecord>();
+        await ReadEachRecordAsync(userKey, record => records.Enqueue(record with { Content = null }), cancellationToken);
         foreach (var record in records)
         {
-            if (record is not null)
-            {
-                yield return record;
-            }
+            yield return record;
         }
     }
 
-    private async Task<List<string>> RecordKeysAsync(string userKey, CancellationToken cancellationToken)
+    /// <summary>Reads every readable record of the user, <see cref="ListConcurrency"/> at a time, handing each to <paramref name="read"/> (from any thread).</summary>
+    private async Task ReadEachRecordAsync(string userKey, Action<FileRecord> read, CancellationToken cancellationToken)
     {
         var keys = new List<string>();
         await foreach (var entry in ListObjectsAsync(UserPrefix(userKey) + "files/", cancellationToken))
@@ -166,7 +158,16 @@ public sealed partial class S3FileStore : FileStore, IDisposable
             keys.Add(entry.Key);
         }
 
-        return keys;
+        await Parallel.ForEachAsync(
+            keys,
+            new ParallelOptions { MaxDegreeOfParallelism = ListConcurrency, CancellationToken = cancellationToken },
+            async (key, token) =>
+            {
+                if (await ReadJsonAsync(key, FileRecordJson.Default.FileRecord, token) is { } record)
+                {
+                    read(record);
+                }
+            });
     }
 
     /// <summary>A multipart upload to the blob's key (a single PUT when the bytes fit in one part; none when they fit in the record).</summary>
@@ -194,17 +195,13 @@ public sealed partial class S3FileStore : FileStore, IDisposable
             total += entry.Size ?? 0;
         }
 
-        var keys = await RecordKeysAsync(userKey, cancellationToken);
-        await Parallel.ForEachAsync(
-            keys,
-            new ParallelOptions { MaxDegreeOfParallelism = ListConcurrency, CancellationToken = cancellationToken },
-            async (key, token) =>
+        await ReadEachRecordAsync(userKey, record =>
+        {
+            if (record.Content is not null)
             {
-                if (await ReadJsonAsync(key, FileRecordJson.Default.FileRecord, token) is { Content: not null } small)
-                {
-                    Interlocked.Add(ref total, small.Size);
-                }
-            });
+                Interlocked.Add(ref total, record.Size);
+            }
+        }, cancellationToken);
         return total;
     }
 
