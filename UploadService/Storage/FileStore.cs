@@ -84,6 +84,11 @@ public abstract partial class FileStore : IFileStore, ITusStore
             try
             {
                 previous = await ReadReplacedRecordAsync(file);
+                if (previous is not null && previous.ContentId != record.ContentId)
+                {
+                    await ReleaseRecordAsync(file, previous);
+                }
+
                 await staged.SwitchAsync();
             }
             catch
@@ -150,6 +155,7 @@ public abstract partial class FileStore : IFileStore, ITusStore
                 return false;
             }
 
+            await ReleaseRecordAsync(file, record);
             await DeleteRecordAsync(file, cancellationToken);
         }
         finally
@@ -224,6 +230,13 @@ public abstract partial class FileStore : IFileStore, ITusStore
     private protected abstract Task<PendingRecord> StageRecordAsync(FileKey file, FileRecord record);
 
     private protected abstract Task DeleteRecordAsync(FileKey file, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Called under the name's gate just before <paramref name="record"/> stops being the name's record (replaced or
+    /// deleted), for what a backend keeps beside it (the s3 backend: see <see cref="FileRecord.CompletesUpload"/>); its
+    /// blob is deleted after the switch, not here. A failure fails the replace or delete, which then changes nothing.
+    /// </summary>
+    private protected virtual Task ReleaseRecordAsync(FileKey file, FileRecord record) => Task.CompletedTask;
 
     /// <summary>Every readable record of the user, in no particular order.</summary>
     private protected abstract IAsyncEnumerable<FileRecord> ReadRecordsAsync(string userKey, CancellationToken cancellationToken);
@@ -307,6 +320,14 @@ internal sealed record FileRecord(
 {
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public byte[]? Content { get; init; }
+
+    /// <summary>
+    /// Set where this record alone says that the tus upload <see cref="ContentId"/> is committed: a small upload whose
+    /// bytes all came in one append, committed without writing its state again (the s3 backend). Before the record is
+    /// replaced or deleted, that upload's state is marked committed (<see cref="FileStore.ReleaseRecordAsync"/>).
+    /// </summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public bool CompletesUpload { get; init; }
 
     public StoredFile ToStoredFile() => new(Name, Size, Sha256, ContentType, CreatedAt);
 }

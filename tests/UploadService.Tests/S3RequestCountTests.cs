@@ -75,7 +75,7 @@ public sealed class S3RequestCountTests(S3Server server) : IAsyncLifetime
     }
 
     [Fact]
-    public async Task A_small_tus_upload_is_its_state_then_its_record_and_its_state()
+    public async Task A_small_tus_upload_is_its_state_then_its_record_alone()
     {
         await CountAsync(() => Client.SendAsync(Request(HttpMethod.Put, "/files/first.bin", Bytes(10))), HttpStatusCode.Created);
         var bytes = Bytes(4096, seed: 3);
@@ -83,8 +83,64 @@ public sealed class S3RequestCountTests(S3Server server) : IAsyncLifetime
 
         var sent = await CountAsync(() => Client.SendAsync(Patch(location, 0, bytes)), HttpStatusCode.NoContent);
 
-        // The state this process wrote at creation is not read again; the bytes go into the file's record.
-        Assert.Equal(["PUT Record", "PUT UploadState"], sent.Select(request => request.ToString()).Order(StringComparer.Ordinal));
+        // The state this process wrote at creation is not read again; the bytes go into the file's record, which alone
+        // says the upload is committed: a HEAD reads the state, finds it older than the record, and says so.
+        Assert.Equal(["PUT Record"], sent.Select(request => request.ToString()));
+        var head = await CountAsync(() => Client.SendAsync(Head(location)), HttpStatusCode.OK);
+        Assert.Equal(["GET UploadState", "GET Record"], head.Select(request => request.ToString()));
+        await AssertCompleteAsync(location, bytes.Length);
+        using var get = await Client.SendAsync(Request(HttpMethod.Get, "/files/counted.bin"));
+        Assert.Equal(bytes, await get.Content.ReadAsByteArrayAsync());
+    }
+
+    [Fact]
+    public async Task Replacing_or_deleting_the_file_of_a_small_tus_upload_marks_the_upload_committed_before_the_record_goes()
+    {
+        await CountAsync(() => Client.SendAsync(Request(HttpMethod.Put, "/files/first.bin", Bytes(10))), HttpStatusCode.Created);
+        var bytes = Bytes(4096, seed: 4);
+        var location = await CreateUploadAsync(bytes.Length);
+        await CountAsync(() => Client.SendAsync(Patch(location, 0, bytes)), HttpStatusCode.NoContent);
+
+        var replacing = await CountAsync(() => Client.SendAsync(Request(HttpMethod.Put, "/files/counted.bin", Bytes(100, seed: 5))), HttpStatusCode.Created);
+
+        // In this order: with the record gone first, a crash in between would leave a state that reads as an upload
+        // still waiting for its bytes, and resuming it would put the old bytes back over the new file.
+        Assert.Equal(["GET Record", "GET UploadState", "PUT UploadState", "PUT Record"], replacing.Select(request => request.ToString()));
+        await AssertCompleteAsync(location, bytes.Length);
+
+        // The new file came from a PUT: deleting it reads no upload state.
+        var deleting = await CountAsync(() => Client.SendAsync(Request(HttpMethod.Delete, "/files/counted.bin")), HttpStatusCode.NoContent);
+        Assert.Equal(["GET Record", "DELETE Record"], deleting.Select(request => request.ToString()));
+
+        // Another small upload of the same name, then a delete of its file: the upload stays complete, the file deleted.
+        var again = Bytes(2048, seed: 6);
+        var second = await CreateUploadAsync(again.Length);
+        await CountAsync(() => Client.SendAsync(Patch(second, 0, again)), HttpStatusCode.NoContent);
+        deleting = await CountAsync(() => Client.SendAsync(Request(HttpMethod.Delete, "/files/counted.bin")), HttpStatusCode.NoContent);
+        Assert.Equal(["GET Record", "GET UploadState", "PUT UploadState", "DELETE Record"], deleting.Select(request => request.ToString()));
+        await AssertCompleteAsync(second, again.Length);
+        using var get = await Client.SendAsync(Request(HttpMethod.Get, "/files/counted.bin"));
+        Assert.Equal(HttpStatusCode.NotFound, get.StatusCode);
+    }
+
+    [Fact]
+    public async Task A_replace_that_cannot_mark_the_small_upload_committed_changes_nothing()
+    {
+        await CountAsync(() => Client.SendAsync(Request(HttpMethod.Put, "/files/first.bin", Bytes(10))), HttpStatusCode.Created);
+        var bytes = Bytes(4096, seed: 7);
+        var location = await CreateUploadAsync(bytes.Length);
+        await CountAsync(() => Client.SendAsync(Patch(location, 0, bytes)), HttpStatusCode.NoContent);
+        _requests.Sent.Clear();
+        _requests.Fails = request => request.Method == "PUT" && request.Kind == ObjectKind.UploadState;
+
+        using (var refused = await Client.SendAsync(Request(HttpMethod.Put, "/files/counted.bin", Bytes(100, seed: 8))))
+        {
+            Assert.True((int)refused.StatusCode >= 500, $"{(int)refused.StatusCode}");
+        }
+
+        _requests.Fails = null;
+        Assert.DoesNotContain(_requests.Sent, request => request.Method == "PUT" && request.Kind == ObjectKind.Record);
+        await AssertCompleteAsync(location, bytes.Length); // the record still names the upload
         using var get = await Client.SendAsync(Request(HttpMethod.Get, "/files/counted.bin"));
         Assert.Equal(bytes, await get.Content.ReadAsByteArrayAsync());
     }
@@ -186,10 +242,7 @@ public sealed class S3RequestCountTests(S3Server server) : IAsyncLifetime
         }
 
         _requests.Fails = null;
-        using var head = new HttpRequestMessage(HttpMethod.Head, location);
-        head.Headers.Add("X-User-Id", "alice");
-        head.Headers.Add("Tus-Resumable", "1.0.0");
-        using (var offset = await Client.SendAsync(head))
+        using (var offset = await Client.SendAsync(Head(location)))
         {
             Assert.Equal(PartSize.ToString(), offset.Headers.GetValues("Upload-Offset").Single());
         }
@@ -223,6 +276,26 @@ public sealed class S3RequestCountTests(S3Server server) : IAsyncLifetime
         Assert.Equal(HttpStatusCode.Created, created.StatusCode);
         Assert.Equal(["PUT UploadState"], _requests.Sent.Select(request => request.ToString()));
         return created.Headers.Location!.AbsolutePath;
+    }
+
+    /// <summary>HEAD says the upload is complete, and a PATCH that would send its bytes again is refused.</summary>
+    private async Task AssertCompleteAsync(string location, long length)
+    {
+        using (var head = await Client.SendAsync(Head(location)))
+        {
+            Assert.Equal(HttpStatusCode.OK, head.StatusCode);
+            Assert.Equal(length.ToString(), head.Headers.GetValues("Upload-Offset").Single());
+        }
+
+        using var again = await Client.SendAsync(Patch(location, 0, Bytes((int)length, seed: 99)));
+        Assert.Equal(HttpStatusCode.Forbidden, again.StatusCode);
+    }
+
+    private static HttpRequestMessage Head(string location)
+    {
+        var head = Request(HttpMethod.Head, location);
+        head.Headers.Add("Tus-Resumable", "1.0.0");
+        return head;
     }
 
     private static HttpRequestMessage Patch(string location, long offset, byte[] chunk)

@@ -75,7 +75,7 @@ public abstract class UploadStoreContractTests : IAsyncLifetime
         Assert.Equal(Sha256(bytes), file.Sha256);
     }
 
-    private async Task<byte[]?> FileBytesAsync(string name)
+    protected async Task<byte[]?> FileBytesAsync(string name)
     {
         using var content = await Files.OpenReadAsync(User("alice"), File(name), CancellationToken.None);
         if (content is null)
@@ -426,6 +426,56 @@ public sealed class S3UploadStoreTests(S3Server server) : UploadStoreContractTes
         Assert.Null(await Uploads.GetUploadAsync(User("alice"), UploadId.Stored(id), CancellationToken.None));
         Assert.Equal(1, await Uploads.DeleteExpiredUploadsAsync(DateTimeOffset.UtcNow, _ => new Lock(), CancellationToken.None));
         Assert.Equal([blobKey], await server.KeysAsync(_bucket));
+    }
+
+    [Fact]
+    public async Task A_small_upload_committed_by_its_record_reads_committed_on_a_new_store_after_its_file_is_replaced_or_deleted()
+    {
+        // Each completes in one append: the record alone says so (its state stays the creation's, offset 0).
+        var replaced = await CreateAsync(NewUpload(4096, "replaced.bin"));
+        await AppendAsync(replaced, Bytes(4096, seed: 1));
+        var deleted = await CreateAsync(NewUpload(100, "deleted.bin"));
+        await AppendAsync(deleted, Bytes(100, seed: 2));
+        var kept = await CreateAsync(NewUpload(10, "kept.bin"));
+        await AppendAsync(kept, Bytes(10, seed: 3));
+        await ReopenAsync();
+
+        await Files.SaveAsync(User("alice"), File("replaced.bin"), new MemoryStream(Bytes(5, seed: 4)), "text/plain", long.MaxValue, CancellationToken.None);
+        Assert.True(await Files.DeleteAsync(User("alice"), File("deleted.bin"), CancellationToken.None));
+        await ReopenAsync();
+
+        foreach (var upload in new[] { replaced, deleted, kept })
+        {
+            var read = await Uploads.GetUploadAsync(User("alice"), UploadId.Stored(upload.Info.Id), CancellationToken.None);
+            Assert.True(read is { Info.IsCommitted: true }, upload.Info.FileName);
+            Assert.Equal(upload.Info.Length, read.Info.Offset);
+        }
+
+        Assert.Equal(Bytes(5, seed: 4), await FileBytesAsync("replaced.bin"));
+        Assert.Null(await FileBytesAsync("deleted.bin"));
+        Assert.Equal(Bytes(10, seed: 3), await FileBytesAsync("kept.bin"));
+        Assert.Equal(0, await Uploads.DeleteExpiredUploadsAsync(DateTimeOffset.UtcNow, _ => new Lock(), CancellationToken.None));
+        Assert.Equal(3, await Uploads.DeleteExpiredUploadsAsync(DateTimeOffset.UtcNow.AddDays(1), _ => new Lock(), CancellationToken.None));
+        Assert.Equal(Bytes(10, seed: 3), await FileBytesAsync("kept.bin")); // the sweep removes states, never a file
+    }
+
+    [Fact]
+    public async Task A_small_upload_without_its_bytes_stays_unfinished_on_a_new_store_beside_a_file_of_its_name()
+    {
+        await Files.SaveAsync(User("alice"), File("small.bin"), new MemoryStream(Bytes(7)), "text/plain", long.MaxValue, CancellationToken.None);
+        var upload = await CreateAsync(NewUpload(3000, "small.bin"));
+        await ReopenAsync();
+
+        var read = await Uploads.GetUploadAsync(User("alice"), UploadId.Stored(upload.Info.Id), CancellationToken.None);
+
+        Assert.True(read is { Info.Offset: 0, Info.IsCommitted: false });
+        await AppendAsync(read, Bytes(1000, seed: 5));
+        await ReopenAsync();
+        read = await Uploads.GetUploadAsync(User("alice"), UploadId.Stored(upload.Info.Id), CancellationToken.None);
+        Assert.True(read is { Info.Offset: 1000, Info.IsCommitted: false });
+        await AppendAsync(read, Bytes(2000, seed: 6));
+        byte[] bytes = [.. Bytes(1000, seed: 5), .. Bytes(2000, seed: 6)];
+        Assert.Equal(bytes, await FileBytesAsync("small.bin"));
     }
 
     [Fact]

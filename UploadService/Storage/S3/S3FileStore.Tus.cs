@@ -26,14 +26,17 @@ namespace UploadService.Storage;
 /// re-sent part of the same number replaces the orphaned one). The append that brings the last byte
 /// uploads the rest of it from memory as the short last part (no tail is written and read back), completes
 /// the multipart upload, commits its object as the file, without a copy, and writes the state once,
-/// committed; an upload small enough to be kept in its file's record (<see cref="SmallFileBytes"/>, no part
-/// uploaded) is not sent as an object at all. (That last state write stays: the object alone cannot say the
-/// upload completed, since a newer save of the same name deletes it.) Its SHA-256 is the one the appends
-/// computed (<see cref="Tus.TusRunningHashes"/>), or read back where this process did not see every byte. The
-/// states this process wrote stay in memory until their upload is committed or removed (one process serves a
-/// user, and <see cref="Tus.TusLocks"/> serializes the requests on one upload), so a request reads an upload's
-/// state at most once, and a PATCH after its creation not at all: a 4 KiB upload is three requests (its state
-/// at creation; its record with its bytes, and its state).
+/// committed (the object alone cannot say the upload completed, since a newer save of the same name deletes
+/// it). An upload small enough to be kept in its file's record (<see cref="SmallFileBytes"/>, no part uploaded)
+/// is not sent as an object at all, and when all its bytes come in one append the record is the only write:
+/// it names the upload (<see cref="FileRecord.CompletesUpload"/>), a state read later is checked against it
+/// (<see cref="ReadCompletedByRecordAsync"/>), and a replace or delete of that record marks the state committed
+/// before the record goes (<see cref="ReleaseRecordAsync"/>). Its SHA-256 is the one the appends computed
+/// (<see cref="Tus.TusRunningHashes"/>), or read back where this process did not see every byte. The states
+/// this process wrote stay in memory until their upload is committed or removed (one process serves a user,
+/// and <see cref="Tus.TusLocks"/> serializes the requests on one upload), so a request reads an upload's state
+/// at most once, and a PATCH after its creation not at all: a 4 KiB upload is two requests (its state at
+/// creation; its record with its bytes).
 /// </summary>
 public sealed partial class S3FileStore
 {
@@ -64,7 +67,44 @@ public sealed partial class S3FileStore
         // Read, not remembered: only what this process writes fills the memory (a HEAD, which takes no lock,
         // could otherwise bring back the state of an upload that a termination is removing).
         var state = await ReadStateAsync(keys.StateKey, cancellationToken);
+        if (state is { MayBeCompletedByRecord: true })
+        {
+            state = await ReadCompletedByRecordAsync(user, keys, state, cancellationToken);
+        }
+
         return state is null ? null : new Upload(this, user, keys, state);
+    }
+
+    /// <summary>
+    /// A small upload whose state may be older than its commit: committed where its file's record names it, else its
+    /// state as read again after that record (a replace or delete of the record marks the upload committed before the
+    /// record goes, see <see cref="ReleaseRecordAsync"/>).
+    /// </summary>
+    private async Task<UploadState?> ReadCompletedByRecordAsync(UserId user, UploadKeys keys, UploadState state, CancellationToken cancellationToken)
+    {
+        var record = await ReadRecordAsync(FileKey.Of(user, state.Info.FileName!), cancellationToken);
+        return record?.ContentId == state.Info.Id
+            ? state.CompletedBy(record)
+            : await ReadStateAsync(keys.StateKey, cancellationToken);
+    }
+
+    /// <summary>
+    /// Before a record that alone says its small upload is committed (<see cref="FileRecord.CompletesUpload"/>) is
+    /// replaced or deleted, the upload's state is marked committed: it would otherwise read as an upload still waiting for
+    /// its bytes, and a client resuming it would send them again, over the newer file or bringing back a deleted one.
+    /// </summary>
+    private protected override async Task ReleaseRecordAsync(FileKey file, FileRecord record)
+    {
+        if (!record.CompletesUpload)
+        {
+            return;
+        }
+
+        var keys = LocateUpload(file.UserKey, record.ContentId);
+        if (await ReadStateAsync(keys.StateKey, CancellationToken.None) is { MayBeCompletedByRecord: true } state)
+        {
+            await WriteStateAsync(keys, state.CompletedBy(record), CancellationToken.None);
+        }
     }
 
     public override async Task<TusUpload> ConcatenateAsync(
@@ -218,11 +258,12 @@ public sealed partial class S3FileStore
         }
     }
 
-    private UploadKeys LocateUpload(UserId user, UploadId id)
+    private UploadKeys LocateUpload(UserId user, UploadId id) => LocateUpload(UserKey(user), id.Value);
+
+    private UploadKeys LocateUpload(string userKey, string id)
     {
-        var userKey = UserKey(user);
         _uploaders.TryAdd(userKey, 0);
-        return new(UploadsPrefix + userKey + "/" + id + "/", BlobKey(userKey, id.Value));
+        return new(UploadsPrefix + userKey + "/" + id + "/", BlobKey(userKey, id));
     }
 
     private async Task WriteStateAsync(UploadKeys keys, UploadState state, CancellationToken cancellationToken)
@@ -408,7 +449,11 @@ public sealed partial class S3FileStore
             }
         }
 
-        /// <summary>Commits the bytes at the blob key, or <paramref name="content"/> (a small file's, kept in its record).</summary>
+        /// <summary>
+        /// Commits the bytes at the blob key, or <paramref name="content"/> (a small file's, kept in its record), then writes
+        /// the state, committed; unless every byte of a small upload came in this append: then its record alone says it is
+        /// committed (<see cref="FileRecord.CompletesUpload"/>), and its state stays as its creation wrote it.
+        /// </summary>
         private async Task<TusUploadInfo> CommitPublishedAsync(TusUploadInfo info, string? sha256, byte[]? content, CancellationToken cancellationToken)
         {
             if (sha256 is null)
@@ -418,20 +463,27 @@ public sealed partial class S3FileStore
             }
 
             // The upload's id is the blob's content id: a commit repeated after a crash commits the same blob.
-            await store.CommitAsync(FileKey.Of(user, info.FileName!), new PublishedBlob(),
-                new FileRecord(info.FileName!, info.Offset, sha256, info.ContentType!, store.Time.GetUtcNow(), info.Id) { Content = content },
-                cancellationToken);
+            var record = new FileRecord(info.FileName!, info.Offset, sha256, info.ContentType!, store.Time.GetUtcNow(), info.Id)
+            {
+                Content = content,
+                CompletesUpload = content is not null && _state.MayBeCompletedByRecord,
+            };
+            await store.CommitAsync(FileKey.Of(user, info.FileName!), new PublishedBlob(), record, cancellationToken);
             var committed = info with { IsCommitted = true };
-            await SwitchStateAsync(Published(committed));
+            if (record.CompletesUpload)
+            {
+                _state = _state.CompletedBy(record);
+                store.Remember(keys, _state); // out of memory: a later request reads the state and the record
+            }
+            else
+            {
+                await SwitchStateAsync(Published(committed));
+            }
+
             return committed;
         }
 
-        /// <summary>The state of an upload whose bytes are the object at its blob key (or, once committed, a small file's record).</summary>
-        private UploadState Published(TusUploadInfo info) => _state with
-        {
-            Info = info, MultipartId = null, Parts = [], TailKey = null, TailLength = 0, Published = true,
-            PublishedAt = _state.PublishedAt ?? store.Time.GetUtcNow(),
-        };
+        private UploadState Published(TusUploadInfo info) => _state.PublishedAs(info, store.Time.GetUtcNow());
 
         /// <summary>Writes the new state, then drops the tail the previous one named (unless it still names it).</summary>
         private async Task SwitchStateAsync(UploadState next)
@@ -480,7 +532,27 @@ internal sealed record UploadState(
     string? TailKey,
     long TailLength,
     bool Published,
-    DateTimeOffset? PublishedAt = null);
+    DateTimeOffset? PublishedAt = null)
+{
+    /// <summary>
+    /// A small upload (<see cref="S3FileStore.SmallFileBytes"/>, a file's, its length known) with no bytes stored and not
+    /// committed by this state: the append that brings all its bytes at once commits it by writing its file's record
+    /// (<see cref="FileRecord.CompletesUpload"/>) and not this state, so this may be older than the upload.
+    /// </summary>
+    [JsonIgnore]
+    public bool MayBeCompletedByRecord => !Published && !Info.IsCommitted && TailKey is null
+        && Info is { IsPartial: false, PartialIds: null, FileName: not null, Length: <= S3FileStore.SmallFileBytes };
+
+    /// <summary>This state with <paramref name="info"/>, its bytes one object at the blob key (or, once committed, a small file's record).</summary>
+    public UploadState PublishedAs(TusUploadInfo info, DateTimeOffset now) => this with
+    {
+        Info = info, MultipartId = null, Parts = [], TailKey = null, TailLength = 0, Published = true, PublishedAt = PublishedAt ?? now,
+    };
+
+    /// <summary>This small upload's state once <paramref name="record"/>, its file's, committed it.</summary>
+    public UploadState CompletedBy(FileRecord record) =>
+        PublishedAs(Info with { Offset = Info.Length!.Value, IsCommitted = true }, record.CreatedAt);
+}
 
 // As TusUploadInfoJson: a state of another layout reads as unreadable, never half-understood.
 [JsonSourceGenerationOptions(RespectRequiredConstructorParameters = true)]
