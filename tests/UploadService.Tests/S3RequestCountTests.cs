@@ -124,7 +124,7 @@ public sealed class S3RequestCountTests(S3Server server) : IAsyncLifetime
     }
 
     [Fact]
-    public async Task A_replace_that_cannot_mark_the_small_upload_committed_changes_nothing()
+    public async Task A_replace_or_delete_that_cannot_mark_the_small_upload_committed_changes_nothing()
     {
         await CountAsync(() => Client.SendAsync(Request(HttpMethod.Put, "/files/first.bin", Bytes(10))), HttpStatusCode.Created);
         var bytes = Bytes(4096, seed: 7);
@@ -138,8 +138,13 @@ public sealed class S3RequestCountTests(S3Server server) : IAsyncLifetime
             Assert.True((int)refused.StatusCode >= 500, $"{(int)refused.StatusCode}");
         }
 
+        using (var refused = await Client.SendAsync(Request(HttpMethod.Delete, "/files/counted.bin")))
+        {
+            Assert.True((int)refused.StatusCode >= 500, $"{(int)refused.StatusCode}");
+        }
+
         _requests.Fails = null;
-        Assert.DoesNotContain(_requests.Sent, request => request.Method == "PUT" && request.Kind == ObjectKind.Record);
+        Assert.DoesNotContain(_requests.Sent, request => request.Kind == ObjectKind.Record && request.Method is "PUT" or "DELETE");
         await AssertCompleteAsync(location, bytes.Length); // the record still names the upload
         using var get = await Client.SendAsync(Request(HttpMethod.Get, "/files/counted.bin"));
         Assert.Equal(bytes, await get.Content.ReadAsByteArrayAsync());

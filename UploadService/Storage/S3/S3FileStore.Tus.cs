@@ -83,7 +83,7 @@ public sealed partial class S3FileStore
     private async Task<UploadState?> ReadCompletedByRecordAsync(UserId user, UploadKeys keys, UploadState state, CancellationToken cancellationToken)
     {
         var record = await ReadRecordAsync(FileKey.Of(user, state.Info.FileName!), cancellationToken);
-        return record?.ContentId == state.Info.Id
+        return record is { CompletesUpload: true } && record.ContentId == state.Info.Id
             ? state.CompletedBy(record)
             : await ReadStateAsync(keys.StateKey, cancellationToken);
     }
@@ -92,6 +92,8 @@ public sealed partial class S3FileStore
     /// Before a record that alone says its small upload is committed (<see cref="FileRecord.CompletesUpload"/>) is
     /// replaced or deleted, the upload's state is marked committed: it would otherwise read as an upload still waiting for
     /// its bytes, and a client resuming it would send them again, over the newer file or bringing back a deleted one.
+    /// (Without the upload's lock: a termination or sweep that removes the state between this read and write leaves
+    /// it committed, which a later sweep removes.)
     /// </summary>
     private protected override async Task ReleaseRecordAsync(FileKey file, FileRecord record)
     {
@@ -345,7 +347,8 @@ public sealed partial class S3FileStore
         /// <summary>
         /// Completes the multipart upload (or PUTs the bytes, when they are less than a part) with the part the writer
         /// was filling as the last one, commits the object as the file, then writes the state once; a small upload's
-        /// bytes go into the file's record instead (nothing to complete). Every byte
+        /// bytes go into the file's record instead (nothing to complete), and where they all came in this append the
+        /// record is the only write (see <see cref="CommitPublishedAsync"/>). Every byte
         /// has arrived, so this runs to its end whatever happens to the request: a client that leaves after its
         /// last byte does not lose its chunk.
         /// </summary>

@@ -49,8 +49,9 @@ public sealed partial class S3FileStore : FileStore, IDisposable
 
     // Which names have a record, per user: one LIST when the user's first file is committed, then kept by this
     // process's own switches and deletes (one process owns a user's prefix: one container per user), so that a
-    // save of a new name reads no previous record. Wrong only if another process wrote the prefix, and then only
-    // a replaced blob is left behind, never a wrong answer: reads always read the record.
+    // save of a new name reads no previous record. Wrong only if another process wrote the prefix, and then a
+    // replaced blob is left behind (reads always read the record), and a small tus upload that process completed by
+    // its record alone is not marked committed before its record is replaced (see ReleaseRecordAsync).
     private readonly ConcurrentDictionary<string, Lazy<Task<ConcurrentDictionary<string, byte>>>> _recordNames = new(StringComparer.Ordinal);
 
     public S3FileStore(S3StoreOptions options, TimeProvider? time = null, ILogger<S3FileStore>? logger = null)
