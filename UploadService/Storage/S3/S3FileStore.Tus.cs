@@ -472,18 +472,18 @@ public sealed partial class S3FileStore
                 CompletesUpload = content is not null && _state.MayBeCompletedByRecord,
             };
             await store.CommitAsync(FileKey.Of(user, info.FileName!), new PublishedBlob(), record, cancellationToken);
-            var committed = info with { IsCommitted = true };
             if (record.CompletesUpload)
             {
+                // As a later request will read it: the creation's state (its expiry too), committed by the record.
                 _state = _state.CompletedBy(record);
                 store.Remember(keys, _state); // out of memory: a later request reads the state and the record
             }
             else
             {
-                await SwitchStateAsync(Published(committed));
+                await SwitchStateAsync(Published(info with { IsCommitted = true }));
             }
 
-            return committed;
+            return _state.Info;
         }
 
         private UploadState Published(TusUploadInfo info) => _state.PublishedAs(info, store.Time.GetUtcNow());
